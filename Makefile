@@ -1,0 +1,49 @@
+# distro: `make` installs what the host needs and builds bin/distro;
+# `make test` runs the unit and integration tests; `make bench` prints the
+# boot figures.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/distro
+K8S_VERSION := v1.37.2
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+TAGS := kustomize_disable_go_plugin_support,no_btrfs,no_devmapper,no_zfs,providerless
+KV := k8s.io/component-base/version
+LDFLAGS := -s -w \
+	-X distro/pkg/version.Version=$(VERSION) -X distro/pkg/version.GitCommit=$(COMMIT) \
+	-X $(KV).gitVersion=$(K8S_VERSION) -X $(KV).gitMajor=1 -X $(KV).gitMinor=37 \
+	-X $(KV).gitTreeState=clean -X $(KV).gitCommit=$(COMMIT) \
+	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
+	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
+UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/...
+
+.PHONY: all deps build test unit integration bench clean
+
+all: deps build
+
+deps:
+	@scripts/install-deps.sh
+
+build: $(BIN)
+
+# The Go build cache makes this a no-op when nothing changed.
+$(BIN): FORCE
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/distro
+	@ln -sf distro bin/kubectl
+
+FORCE:
+
+test: unit integration
+
+unit:
+	$(GO) test -count=1 $(UNIT_PKGS)
+
+integration: build
+	DISTRO_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./tests/integration/...
+
+bench: build
+	scripts/bench.sh $(CURDIR)/$(BIN)
+
+clean:
+	rm -rf bin

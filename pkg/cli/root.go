@@ -1,0 +1,66 @@
+// Package cli holds distro's cobra commands.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+	logsapi "k8s.io/component-base/logs/api/v1"
+
+	"distro/pkg/version"
+)
+
+// Main runs distro with os.Args and returns the exit code. A binary invoked
+// through a symlink named after a bundled tool runs that tool.
+func Main() int {
+	switch filepath.Base(os.Args[0]) {
+	case "kubectl":
+		return runKubectl(os.Args[1:])
+	}
+	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-v") {
+		fmt.Println(version.String())
+		return 0
+	}
+	root := NewRoot()
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "distro: "+err.Error())
+		return 1
+	}
+	return 0
+}
+
+// NewRoot returns the distro command tree.
+func NewRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "distro",
+		Short:         "Kubernetes in one binary",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServerCommand(), newKubectlCommand(), &cobra.Command{
+		Use:   "version",
+		Short: "Print distro's and Kubernetes' versions (also: distro --version)",
+		Args:  cobra.NoArgs,
+		Run:   func(*cobra.Command, []string) { fmt.Println(version.String()) },
+	})
+	return root
+}
+
+// signalContext ends on SIGTERM or SIGINT.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+}
+
+// processSetup sets what every component in the process shares, once.
+func processSetup() {
+	// Several upstream components apply the same logging configuration.
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+	// In-process clients should not log the apiserver's warnings to them.
+	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+}

@@ -1,0 +1,245 @@
+// Package config holds distro's typed configuration, its defaults, the
+// config file loader and validation. Every bad input is reported as one error
+// that names the flag or key at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// DefaultConfigFile is read when --config is not given and the file exists.
+const DefaultConfigFile = "/etc/distro/config.yaml"
+
+// Server is the configuration of `distro server`.
+type Server struct {
+	ConfigFile          string
+	DataDir             string
+	BindAddress         string
+	AdvertiseAddress    string
+	NodeIP              string
+	HTTPSListenPort     int
+	ClusterCIDR         string
+	ServiceCIDR         string
+	ClusterDNS          string
+	ClusterDomain       string
+	TLSSANs             []string
+	Token               string
+	WriteKubeconfig     string
+	WriteKubeconfigMode string
+	DisableAgent        bool
+	EtcdClientPort      int
+	EtcdPeerPort        int
+
+	KubeAPIServerArgs         []string
+	KubeSchedulerArgs         []string
+	KubeControllerManagerArgs []string
+	EtcdArgs                  []string
+}
+
+// AddServerFlags binds the server flags to s, with their defaults.
+func AddServerFlags(fs *pflag.FlagSet, s *Server) {
+	fs.StringVarP(&s.ConfigFile, "config", "c", DefaultConfigFile, "config file (YAML, same keys as the long flags)")
+	fs.StringVarP(&s.DataDir, "data-dir", "d", "/var/lib/distro", "folder that holds state")
+	fs.StringVar(&s.BindAddress, "bind-address", "0.0.0.0", "address the apiserver listens on")
+	fs.StringVar(&s.AdvertiseAddress, "advertise-address", "", "address the apiserver advertises to members of the cluster (default: node-ip)")
+	fs.StringVar(&s.NodeIP, "node-ip", "", "IP address of this node (default: address of the default route's interface)")
+	fs.IntVar(&s.HTTPSListenPort, "https-listen-port", 6443, "apiserver port")
+	fs.StringVar(&s.ClusterCIDR, "cluster-cidr", "10.42.0.0/16", "network CIDR for pod IPs")
+	fs.StringVar(&s.ServiceCIDR, "service-cidr", "10.43.0.0/16", "network CIDR for service IPs")
+	fs.StringVar(&s.ClusterDNS, "cluster-dns", "10.43.0.10", "cluster DNS service IP (inside --service-cidr)")
+	fs.StringVar(&s.ClusterDomain, "cluster-domain", "cluster.local", "cluster domain")
+	fs.StringArrayVar(&s.TLSSANs, "tls-san", nil, "extra hostname or IP in the apiserver serving certificate (repeatable)")
+	fs.StringVarP(&s.Token, "token", "t", "", "join secret (default: generated once and stored in <data-dir>/server/token)")
+	fs.StringVarP(&s.WriteKubeconfig, "write-kubeconfig", "o", "/etc/distro/distro.yaml", "where to write the admin kubeconfig")
+	fs.StringVar(&s.WriteKubeconfigMode, "write-kubeconfig-mode", "", "file mode of the admin kubeconfig, octal (default 0600)")
+	fs.BoolVar(&s.DisableAgent, "disable-agent", false, "run only the control plane, no node")
+	fs.IntVar(&s.EtcdClientPort, "etcd-client-port", 2379, "embedded etcd client port (loopback)")
+	fs.IntVar(&s.EtcdPeerPort, "etcd-peer-port", 2380, "embedded etcd peer port (loopback)")
+	fs.StringArrayVar(&s.KubeAPIServerArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag as key=value (repeatable)")
+	fs.StringArrayVar(&s.KubeSchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
+	fs.StringArrayVar(&s.KubeControllerManagerArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
+	fs.StringArrayVar(&s.EtcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, keys as etcd's flags (repeatable)")
+}
+
+// Validate checks the values and fills in derived defaults (node IP,
+// advertise address). It touches nothing on disk.
+func (s *Server) Validate() error {
+	if s.DataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	abs, err := filepath.Abs(s.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data-dir %q: %v", s.DataDir, err)
+	}
+	s.DataDir = abs
+	if err := validPort("--https-listen-port", s.HTTPSListenPort); err != nil {
+		return err
+	}
+	if err := validPort("--etcd-client-port", s.EtcdClientPort); err != nil {
+		return err
+	}
+	if err := validPort("--etcd-peer-port", s.EtcdPeerPort); err != nil {
+		return err
+	}
+	if net.ParseIP(s.BindAddress) == nil {
+		return fmt.Errorf("--bind-address %q is not an IP address", s.BindAddress)
+	}
+	_, cluster, err := net.ParseCIDR(s.ClusterCIDR)
+	if err != nil {
+		return fmt.Errorf("--cluster-cidr %q is not a valid CIDR", s.ClusterCIDR)
+	}
+	_, service, err := net.ParseCIDR(s.ServiceCIDR)
+	if err != nil {
+		return fmt.Errorf("--service-cidr %q is not a valid CIDR", s.ServiceCIDR)
+	}
+	if cluster.Contains(service.IP) || service.Contains(cluster.IP) {
+		return fmt.Errorf("--cluster-cidr %s and --service-cidr %s overlap", s.ClusterCIDR, s.ServiceCIDR)
+	}
+	if ones, bits := service.Mask.Size(); bits-ones > 20 {
+		return fmt.Errorf("--service-cidr %s is too large (at most /%d for this address family)", s.ServiceCIDR, bits-20)
+	}
+	if ones, bits := cluster.Mask.Size(); bits-ones < 8 && bits == 32 {
+		return fmt.Errorf("--cluster-cidr %s is too small (at least a /24 is needed for one node)", s.ClusterCIDR)
+	}
+	dns := net.ParseIP(s.ClusterDNS)
+	if dns == nil {
+		return fmt.Errorf("--cluster-dns %q is not an IP address", s.ClusterDNS)
+	}
+	if !service.Contains(dns) {
+		return fmt.Errorf("--cluster-dns %s is not inside --service-cidr %s", s.ClusterDNS, s.ServiceCIDR)
+	}
+	if s.ClusterDomain == "" || strings.ContainsAny(s.ClusterDomain, " /_") {
+		return fmt.Errorf("--cluster-domain %q is not a valid DNS domain", s.ClusterDomain)
+	}
+	if s.WriteKubeconfigMode != "" {
+		if _, err := s.KubeconfigMode(); err != nil {
+			return err
+		}
+	}
+	if s.NodeIP != "" && net.ParseIP(s.NodeIP) == nil {
+		return fmt.Errorf("--node-ip %q is not an IP address", s.NodeIP)
+	}
+	if s.AdvertiseAddress != "" && net.ParseIP(s.AdvertiseAddress) == nil {
+		return fmt.Errorf("--advertise-address %q is not an IP address", s.AdvertiseAddress)
+	}
+	for _, san := range s.TLSSANs {
+		if san == "" || strings.ContainsAny(san, " /,") {
+			return fmt.Errorf("--tls-san %q is not a hostname or IP address", san)
+		}
+	}
+	if strings.ContainsAny(s.Token, " \n:") && !strings.HasPrefix(s.Token, "K10") {
+		return fmt.Errorf("--token must not contain spaces, newlines or ':'")
+	}
+	for name, args := range map[string][]string{
+		"--kube-apiserver-arg":          s.KubeAPIServerArgs,
+		"--kube-scheduler-arg":          s.KubeSchedulerArgs,
+		"--kube-controller-manager-arg": s.KubeControllerManagerArgs,
+		"--etcd-arg":                    s.EtcdArgs,
+	} {
+		if _, err := ParseArgs(name, args); err != nil {
+			return err
+		}
+	}
+	if s.NodeIP == "" {
+		ip, err := DefaultIP()
+		if err != nil {
+			return fmt.Errorf("--node-ip not given and none found: %v", err)
+		}
+		s.NodeIP = ip.String()
+	}
+	if s.AdvertiseAddress == "" {
+		s.AdvertiseAddress = s.NodeIP
+	}
+	return nil
+}
+
+// KubeconfigMode returns the file mode for the admin kubeconfig.
+func (s *Server) KubeconfigMode() (os.FileMode, error) {
+	if s.WriteKubeconfigMode == "" {
+		return 0o600, nil
+	}
+	m, err := strconv.ParseUint(s.WriteKubeconfigMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("--write-kubeconfig-mode %q is not an octal file mode like 0600", s.WriteKubeconfigMode)
+	}
+	return os.FileMode(m), nil
+}
+
+func validPort(name string, p int) error {
+	if p < 1 || p > 65535 {
+		return fmt.Errorf("%s %d is not a port number (1-65535)", name, p)
+	}
+	return nil
+}
+
+// Arg is one key=value pass-through flag.
+type Arg struct{ Key, Value string }
+
+// ParseArgs splits repeatable key=value flags; a leading "--" on the key is
+// accepted. A key without '=' means "true" (a boolean flag).
+func ParseArgs(flagName string, args []string) ([]Arg, error) {
+	var out []Arg
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		k = strings.TrimLeft(k, "-")
+		if k == "" {
+			return nil, fmt.Errorf("%s %q: expected key=value", flagName, a)
+		}
+		if !ok {
+			v = "true"
+		}
+		out = append(out, Arg{k, v})
+	}
+	return out, nil
+}
+
+// DefaultIP returns the IPv4 address of the interface that holds the
+// default route, or the first global unicast address.
+func DefaultIP() (net.IP, error) {
+	if ip := defaultRouteIP(); ip != nil {
+		return ip, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.IsGlobalUnicast() && n.IP.To4() != nil {
+			return n.IP, nil
+		}
+	}
+	return nil, errors.New("no global unicast IPv4 address on any interface")
+}
+
+// defaultRouteIP reads /proc/net/route for the default route's interface.
+func defaultRouteIP() net.IP {
+	data, err := os.ReadFile("/proc/net/route")
+	if err != nil {
+		return nil
+	}
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 8 || f[1] != "00000000" || f[7] != "00000000" {
+			continue
+		}
+		iface, err := net.InterfaceByName(f[0])
+		if err != nil {
+			continue
+		}
+		addrs, _ := iface.Addrs()
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
+				return n.IP
+			}
+		}
+	}
+	return nil
+}

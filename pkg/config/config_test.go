@@ -1,0 +1,145 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+// parse runs the server flags and config file as `distro server` does.
+func parse(t *testing.T, args []string, file string) (*Server, error) {
+	t.Helper()
+	s := &Server{}
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	AddServerFlags(fs, s)
+	if file != "" {
+		p := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(p, []byte(file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", p)
+	} else {
+		args = append(args, "--config", filepath.Join(t.TempDir(), "absent.yaml"))
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if err := ApplyFile(fs, s.ConfigFile, file != ""); err != nil {
+		return nil, err
+	}
+	s.NodeIP = firstNonEmpty(s.NodeIP, "192.0.2.1")
+	return s, s.Validate()
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := parse(t, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.DataDir != "/var/lib/distro" || s.HTTPSListenPort != 6443 || s.ClusterCIDR != "10.42.0.0/16" ||
+		s.ServiceCIDR != "10.43.0.0/16" || s.ClusterDNS != "10.43.0.10" || s.ClusterDomain != "cluster.local" ||
+		s.WriteKubeconfig != "/etc/distro/distro.yaml" || s.AdvertiseAddress != "192.0.2.1" {
+		t.Errorf("defaults: %+v", s)
+	}
+	if m, _ := s.KubeconfigMode(); m != 0o600 {
+		t.Errorf("kubeconfig mode %o", m)
+	}
+}
+
+func TestFileAndFlags(t *testing.T) {
+	file := `
+data-dir: /tmp/x
+https-listen-port: 7443
+tls-san: [a.example.com, 203.0.113.9]
+write-kubeconfig-mode: 0644
+disable-agent: true
+kube-apiserver-arg:
+  - v=2
+cluster-dns: 10.43.0.10
+`
+	s, err := parse(t, []string{"--https-listen-port=8443"}, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.HTTPSListenPort != 8443 {
+		t.Errorf("flag must win over the file: port %d", s.HTTPSListenPort)
+	}
+	if s.DataDir != "/tmp/x" || !s.DisableAgent || len(s.TLSSANs) != 2 || s.TLSSANs[1] != "203.0.113.9" {
+		t.Errorf("file values not applied: %+v", s)
+	}
+	if m, _ := s.KubeconfigMode(); m != 0o644 {
+		t.Errorf("write-kubeconfig-mode 0644 read as %o", m)
+	}
+	if len(s.KubeAPIServerArgs) != 1 || s.KubeAPIServerArgs[0] != "v=2" {
+		t.Errorf("kube-apiserver-arg %v", s.KubeAPIServerArgs)
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		file  string
+		wants string
+	}{
+		{"invalid cluster CIDR", []string{"--cluster-cidr=10.42.0.0/33"}, "", "--cluster-cidr"},
+		{"invalid service CIDR", []string{"--service-cidr=nope"}, "", "--service-cidr"},
+		{"overlapping CIDRs", []string{"--cluster-cidr=10.0.0.0/8", "--service-cidr=10.43.0.0/16"}, "", "overlap"},
+		{"DNS outside service CIDR", []string{"--cluster-dns=10.99.0.10"}, "", "--cluster-dns"},
+		{"bad port", []string{"--https-listen-port=70000"}, "", "--https-listen-port"},
+		{"bad kubeconfig mode", []string{"--write-kubeconfig-mode=rw"}, "", "--write-kubeconfig-mode"},
+		{"bad node ip", []string{"--node-ip=1.2.3"}, "", "--node-ip"},
+		{"bad pass-through", []string{"--kube-apiserver-arg==x"}, "", "--kube-apiserver-arg"},
+		{"malformed file", nil, "data-dir: [unclosed\n", "not valid YAML"},
+		{"unknown key", nil, "data-dir: /x\nno-such-key: 1\n", `unknown key "no-such-key"`},
+		{"list for scalar", nil, "data-dir: [a, b]\n", `key "data-dir" takes one value`},
+		{"bad value in file", nil, "https-listen-port: lots\n", `key "https-listen-port"`},
+		{"file not a mapping", nil, "- a\n- b\n", "mapping"},
+		{"unknown flag", []string{"--no-such-flag"}, "", "unknown flag"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parse(t, tc.args, tc.file)
+			if err == nil || !strings.Contains(err.Error(), tc.wants) {
+				t.Fatalf("err = %v, want it to mention %q", err, tc.wants)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestMissingExplicitConfigFile(t *testing.T) {
+	s := &Server{}
+	fs := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	AddServerFlags(fs, s)
+	if err := ApplyFile(fs, filepath.Join(t.TempDir(), "nope.yaml"), true); err == nil {
+		t.Fatal("missing --config file accepted")
+	}
+	if err := ApplyFile(fs, filepath.Join(t.TempDir(), "nope.yaml"), false); err != nil {
+		t.Fatalf("missing default config file: %v", err)
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	args, err := ParseArgs("--x", []string{"v=2", "--feature-gates=A=true,B=false", "profiling"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Arg{{"v", "2"}, {"feature-gates", "A=true,B=false"}, {"profiling", "true"}}
+	for i := range want {
+		if args[i] != want[i] {
+			t.Errorf("arg %d = %v, want %v", i, args[i], want[i])
+		}
+	}
+}

@@ -1,0 +1,86 @@
+package controlplane
+
+import (
+	"context"
+	"time"
+
+	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
+
+	"distro/pkg/config"
+)
+
+// ControllerManager runs kube-controller-manager.
+type ControllerManager struct{ Args []string }
+
+// NewControllerManager builds the controller-manager's flags: node pod CIDRs
+// from clusterCIDR, CSRs signed by the client CA (kubelet serving
+// certificates by the server CA), a service-account credential per
+// controller. Leader election is off, as for the scheduler.
+func NewControllerManager(kubeconfig, clusterCIDR, serviceCIDR string, file func(string) string, extra []config.Arg) *ControllerManager {
+	return &ControllerManager{Args: flagArgs(map[string]string{
+		"kubeconfig":                       kubeconfig,
+		"authentication-kubeconfig":        kubeconfig,
+		"authorization-kubeconfig":         kubeconfig,
+		"bind-address":                     "127.0.0.1",
+		"secure-port":                      "10257",
+		"leader-elect":                     "false",
+		"profiling":                        "false",
+		"allocate-node-cidrs":              "true",
+		"cluster-cidr":                     clusterCIDR,
+		"service-cluster-ip-range":         serviceCIDR,
+		"configure-cloud-routes":           "false",
+		"root-ca-file":                     file("server-ca.crt"),
+		"service-account-private-key-file": file("service.key"),
+		"use-service-account-credentials":  "true",
+		"controllers":                      "*,tokencleaner",
+		"tls-cert-file":                    file("serving-kube-controller-manager.crt"),
+		"tls-private-key-file":             file("serving-kube-controller-manager.key"),
+		"cluster-signing-kube-apiserver-client-cert-file": file("client-ca.crt"),
+		"cluster-signing-kube-apiserver-client-key-file":  file("client-ca.key"),
+		"cluster-signing-kubelet-client-cert-file":        file("client-ca.crt"),
+		"cluster-signing-kubelet-client-key-file":         file("client-ca.key"),
+		"cluster-signing-kubelet-serving-cert-file":       file("server-ca.crt"),
+		"cluster-signing-kubelet-serving-key-file":        file("server-ca.key"),
+		"cluster-signing-legacy-unknown-cert-file":        file("server-ca.crt"),
+		"cluster-signing-legacy-unknown-key-file":         file("server-ca.key"),
+	}, extra)}
+}
+
+func (c *ControllerManager) Name() string { return "kube-controller-manager" }
+
+// Options parses the flags into upstream options.
+func (c *ControllerManager) Options() (*cmoptions.KubeControllerManagerOptions, error) {
+	s, err := cmoptions.NewKubeControllerManagerOptions()
+	if err != nil {
+		return nil, err
+	}
+	fss := s.Flags(cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases())
+	if err := parseInto("kube-controller-manager", fss, c.Args); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Run implements component.Component.
+func (c *ControllerManager) Run(ctx context.Context, ready func()) error {
+	s, err := c.Options()
+	if err != nil {
+		return err
+	}
+	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
+		return err
+	}
+	cfg, err := s.Config(ctx, cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases())
+	if err != nil {
+		return err
+	}
+	ready()
+	err = cmapp.Run(ctx, cfg.Complete())
+	if ctx.Err() != nil {
+		// Give controllers a moment to finish in-flight writes.
+		time.Sleep(100 * time.Millisecond)
+		return nil
+	}
+	return err
+}

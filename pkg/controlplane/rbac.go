@@ -1,0 +1,44 @@
+package controlplane
+
+import (
+	"context"
+	"fmt"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// KubeletAPIUser is the identity the apiserver uses towards kubelets.
+const KubeletAPIUser = "system:kube-apiserver-kubelet-client"
+
+// bootstrapBindings are the RBAC bindings distro adds on top of upstream's
+// bootstrap policy.
+func bootstrapBindings() []*rbacv1.ClusterRoleBinding {
+	return []*rbacv1.ClusterRoleBinding{{
+		// kubectl logs/exec/port-forward: the apiserver calls kubelets.
+		ObjectMeta: metav1.ObjectMeta{Name: "distro:kube-apiserver-kubelet-api-admin", Labels: map[string]string{"app.kubernetes.io/managed-by": "distro"}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: KubeletAPIUser}},
+	}}
+}
+
+// EnsureRBAC creates or updates distro's bootstrap RBAC.
+func EnsureRBAC(ctx context.Context, client kubernetes.Interface) error {
+	api := client.RbacV1().ClusterRoleBindings()
+	for _, want := range bootstrapBindings() {
+		got, err := api.Get(ctx, want.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			_, err = api.Create(ctx, want, metav1.CreateOptions{})
+		case err == nil:
+			want.ResourceVersion = got.ResourceVersion
+			_, err = api.Update(ctx, want, metav1.UpdateOptions{})
+		}
+		if err != nil {
+			return fmt.Errorf("bootstrap RBAC %s: %w", want.Name, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,36 @@
+// Package datadir names every path distro uses under --data-dir, in one
+// place.
+package datadir
+
+import "path/filepath"
+
+// Server holds the paths of the control plane's state.
+type Server struct {
+	Root      string // <data-dir>/server
+	TLS       string // certificates and keys
+	Cred      string // kubeconfigs of the control-plane components
+	Token     string // the join token
+	EtcdData  string // embedded etcd's data
+	Manifests string // auto-deployed manifests
+}
+
+// NewServer returns the server paths under dataDir.
+func NewServer(dataDir string) Server {
+	root := filepath.Join(dataDir, "server")
+	return Server{
+		Root:      root,
+		TLS:       filepath.Join(root, "tls"),
+		Cred:      filepath.Join(root, "cred"),
+		Token:     filepath.Join(root, "token"),
+		EtcdData:  filepath.Join(root, "db", "etcd"),
+		Manifests: filepath.Join(root, "manifests"),
+	}
+}
+
+// Kubeconfig returns the path of a component's kubeconfig.
+func (s Server) Kubeconfig(component string) string {
+	return filepath.Join(s.Cred, component+".kubeconfig")
+}
+
+// File returns a path in the TLS folder.
+func (s Server) File(name string) string { return filepath.Join(s.TLS, name) }

@@ -1,0 +1,158 @@
+package pki
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+)
+
+// ServerInput is what the server certificates depend on.
+type ServerInput struct {
+	Hostname      string
+	NodeIPs       []net.IP
+	ServiceIP     net.IP // first IP of the service CIDR (the kubernetes Service)
+	ClusterDomain string
+	TLSSANs       []string
+}
+
+// ServerCerts are the CAs and the client credentials the server embeds in
+// kubeconfigs. File paths follow the names listed in EnsureServer.
+type ServerCerts struct {
+	ServerCA, ClientCA, RequestHeaderCA, EtcdServerCA, EtcdPeerCA *CA
+	// Client certificate and key PEM per kubeconfig user: admin,
+	// controller, scheduler, kube-proxy.
+	Clients map[string][2][]byte
+}
+
+// APIServerSANs returns the DNS names and IPs of the apiserver serving
+// certificate.
+func (in ServerInput) APIServerSANs() ([]string, []net.IP) {
+	dns := []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + in.ClusterDomain}
+	ips := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), in.ServiceIP}
+	if in.Hostname != "" {
+		dns = append(dns, in.Hostname)
+	}
+	ips = append(ips, in.NodeIPs...)
+	for _, san := range in.TLSSANs {
+		if ip := net.ParseIP(san); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, san)
+		}
+	}
+	return dedupStrings(dns), dedupIPs(ips)
+}
+
+// EnsureServer creates or refreshes every CA, key and leaf the control
+// plane uses under dir. On first start everything is generated in a
+// temporary folder that is renamed into place at the end, so a failure
+// never leaves a half-written PKI.
+func EnsureServer(dir string, in ServerInput) (*ServerCerts, error) {
+	work := dir
+	first := false
+	if _, err := os.Stat(dir); os.IsNotExist(err) {
+		first = true
+		work = dir + ".new"
+		if err := os.RemoveAll(work); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Join(work, "etcd"), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	certs, err := ensureServer(work, in)
+	if err != nil {
+		if first {
+			os.RemoveAll(work)
+		}
+		return nil, err
+	}
+	if first {
+		if err := os.Rename(work, dir); err != nil {
+			os.RemoveAll(work)
+			return nil, err
+		}
+	}
+	return certs, nil
+}
+
+func ensureServer(dir string, in ServerInput) (*ServerCerts, error) {
+	c := &ServerCerts{Clients: map[string][2][]byte{}}
+	var err error
+	for _, ca := range []struct {
+		dst      **CA
+		name, cn string
+	}{
+		{&c.ServerCA, "server-ca", "distro-server-ca"},
+		{&c.ClientCA, "client-ca", "distro-client-ca"},
+		{&c.RequestHeaderCA, "request-header-ca", "distro-request-header-ca"},
+		{&c.EtcdServerCA, "etcd/server-ca", "distro-etcd-server-ca"},
+		{&c.EtcdPeerCA, "etcd/peer-ca", "distro-etcd-peer-ca"},
+	} {
+		if *ca.dst, err = EnsureCA(dir, ca.name, ca.cn); err != nil {
+			return nil, err
+		}
+	}
+	if err := EnsureKey(filepath.Join(dir, "service.key")); err != nil {
+		return nil, fmt.Errorf("service-account key: %w", err)
+	}
+	apiDNS, apiIPs := in.APIServerSANs()
+	local := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
+	etcdIPs := dedupIPs(append(local, in.NodeIPs...))
+	etcdDNS := dedupStrings([]string{"localhost", in.Hostname})
+	leaves := []Leaf{
+		{Name: "serving-kube-apiserver", CA: c.ServerCA, CN: "kube-apiserver", Server: true, DNSNames: apiDNS, IPs: apiIPs},
+		{Name: "serving-kube-controller-manager", CA: c.ServerCA, CN: "kube-controller-manager", Server: true, DNSNames: []string{"localhost"}, IPs: local},
+		{Name: "serving-kube-scheduler", CA: c.ServerCA, CN: "kube-scheduler", Server: true, DNSNames: []string{"localhost"}, IPs: local},
+		{Name: "client-kube-apiserver", CA: c.ClientCA, CN: "system:kube-apiserver-kubelet-client", Client: true},
+		{Name: "client-auth-proxy", CA: c.RequestHeaderCA, CN: "system:auth-proxy", Client: true},
+		{Name: "etcd/client", CA: c.EtcdServerCA, CN: "etcd-client", Client: true},
+		{Name: "etcd/server-client", CA: c.EtcdServerCA, CN: "etcd-server", Server: true, Client: true, DNSNames: etcdDNS, IPs: etcdIPs},
+		{Name: "etcd/peer-server-client", CA: c.EtcdPeerCA, CN: "etcd-peer", Server: true, Client: true, DNSNames: etcdDNS, IPs: etcdIPs},
+	}
+	clients := map[string]Leaf{
+		"admin":      {Name: "client-admin", CA: c.ClientCA, CN: "system:admin", Orgs: []string{"system:masters"}, Client: true},
+		"controller": {Name: "client-controller", CA: c.ClientCA, CN: "system:kube-controller-manager", Client: true},
+		"scheduler":  {Name: "client-scheduler", CA: c.ClientCA, CN: "system:kube-scheduler", Client: true},
+		"kube-proxy": {Name: "client-kube-proxy", CA: c.ClientCA, CN: "system:kube-proxy", Client: true},
+	}
+	for _, l := range leaves {
+		if _, _, err := l.Ensure(dir); err != nil {
+			return nil, err
+		}
+	}
+	for user, l := range clients {
+		certPEM, keyPEM, err := l.Ensure(dir)
+		if err != nil {
+			return nil, err
+		}
+		c.Clients[user] = [2][]byte{certPEM, keyPEM}
+	}
+	return c, nil
+}
+
+func dedupStrings(in []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range in {
+		if s != "" && !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func dedupIPs(in []net.IP) []net.IP {
+	seen := map[string]bool{}
+	var out []net.IP
+	for _, ip := range in {
+		if ip == nil || seen[ip.String()] {
+			continue
+		}
+		seen[ip.String()] = true
+		out = append(out, ip)
+	}
+	return out
+}

@@ -1,0 +1,175 @@
+// Package server wires `distro server`: the steps below read in boot order.
+package server
+
+import (
+	"context"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"distro/pkg/component"
+	"distro/pkg/config"
+	"distro/pkg/controlplane"
+	"distro/pkg/datadir"
+	"distro/pkg/etcd"
+	"distro/pkg/pki"
+	"distro/pkg/token"
+)
+
+// Run runs the control plane until ctx ends. cfg must be validated.
+func Run(ctx context.Context, cfg *config.Server) error {
+	start := time.Now()
+	paths := datadir.NewServer(cfg.DataDir)
+	hostname, _ := os.Hostname()
+	hostname = strings.ToLower(hostname)
+	// 1. Every component's settings, checked before anything is written.
+	args := func(flag string, a []string) []config.Arg {
+		out, _ := config.ParseArgs(flag, a) // checked by Validate
+		return out
+	}
+	etcdArgs := args("--etcd-arg", cfg.EtcdArgs)
+	ec := etcd.Config{
+		Member: hostname, DataDir: paths.EtcdData,
+		ClientPort: cfg.EtcdClientPort, PeerPort: cfg.EtcdPeerPort,
+		ServerCA: paths.File("etcd/server-ca.crt"), ServerCert: paths.File("etcd/server-client.crt"), ServerKey: paths.File("etcd/server-client.key"),
+		PeerCA: paths.File("etcd/peer-ca.crt"), PeerCert: paths.File("etcd/peer-server-client.crt"), PeerKey: paths.File("etcd/peer-server-client.key"),
+		ExtraArgs: etcdArgs,
+	}
+	if _, err := ec.Build(); err != nil {
+		return err
+	}
+	apiserver := controlplane.NewAPIServer(controlplane.APIServerInput{
+		BindAddress: cfg.BindAddress, AdvertiseAddress: cfg.AdvertiseAddress, Port: cfg.HTTPSListenPort,
+		ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain, EtcdURL: ec.ClientURL(),
+		File: paths.File, Extra: args("--kube-apiserver-arg", cfg.KubeAPIServerArgs),
+	})
+	scheduler := controlplane.NewScheduler(paths.Kubeconfig("scheduler"), paths.File, args("--kube-scheduler-arg", cfg.KubeSchedulerArgs))
+	cm := controlplane.NewControllerManager(paths.Kubeconfig("controller"), cfg.ClusterCIDR, cfg.ServiceCIDR, paths.File, args("--kube-controller-manager-arg", cfg.KubeControllerManagerArgs))
+	// Bad pass-through flags fail here, before anything starts.
+	if _, err := apiserver.Options(); err != nil {
+		return err
+	}
+	if _, err := scheduler.Options(); err != nil {
+		return err
+	}
+	if _, err := cm.Options(); err != nil {
+		return err
+	}
+
+	if err := preflight(cfg); err != nil {
+		return err
+	}
+	_, statErr := os.Stat(paths.Root)
+	firstStart := os.IsNotExist(statErr)
+	ready := false
+	wroteKubeconfig := false
+	defer func() {
+		// A first start that fails leaves nothing behind: the next start
+		// begins from scratch instead of from a half-made state.
+		if firstStart && !ready {
+			klog.Infof("first start did not complete: removing %s", paths.Root)
+			os.RemoveAll(paths.Root)
+			if wroteKubeconfig {
+				os.Remove(cfg.WriteKubeconfig)
+			}
+		}
+	}()
+
+	// 2. Certificates, keys, token and kubeconfigs.
+	serviceIP, err := firstIP(cfg.ServiceCIDR)
+	if err != nil {
+		return err
+	}
+	in := pki.ServerInput{
+		Hostname:      hostname,
+		NodeIPs:       uniqueIPs(cfg.NodeIP, cfg.AdvertiseAddress, cfg.BindAddress),
+		ServiceIP:     serviceIP,
+		ClusterDomain: cfg.ClusterDomain,
+		TLSSANs:       cfg.TLSSANs,
+	}
+	klog.Infof("checking certificates in %s", paths.TLS)
+	certs, err := pki.EnsureServer(paths.TLS, in)
+	if err != nil {
+		return fmt.Errorf("certificates: %w", err)
+	}
+	caBundle := pki.Bundle(certs.ServerCA)
+	if _, err := token.Ensure(paths.Token, pki.CAHash(caBundle), cfg.Token); err != nil {
+		return err
+	}
+	localURL := controlplane.LocalURL(cfg.BindAddress, cfg.HTTPSListenPort)
+	for _, user := range []string{"admin", "controller", "scheduler"} {
+		c := certs.Clients[user]
+		if err := pki.WriteKubeconfig(paths.Kubeconfig(user), 0o600, localURL, caBundle, c[0], c[1]); err != nil {
+			return fmt.Errorf("kubeconfig %s: %w", user, err)
+		}
+	}
+	mode, _ := cfg.KubeconfigMode()
+	admin := certs.Clients["admin"]
+	if cfg.WriteKubeconfig != "" {
+		if err := pki.WriteKubeconfig(cfg.WriteKubeconfig, mode, localURL, caBundle, admin[0], admin[1]); err != nil {
+			return fmt.Errorf("--write-kubeconfig %s: %w", cfg.WriteKubeconfig, err)
+		}
+		wroteKubeconfig = true
+	}
+	adminClient, err := kubernetes.NewForConfig(controlplane.LoopbackConfig(cfg.BindAddress, cfg.HTTPSListenPort, caBundle, admin[0], admin[1]))
+	if err != nil {
+		return err
+	}
+	apiserver.Client = adminClient
+
+	// 3. Components, in dependency order.
+
+	rbac := component.Func{N: "bootstrap RBAC", F: func(ctx context.Context, ready func()) error {
+		err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+			if err := controlplane.EnsureRBAC(ctx, adminClient); err != nil {
+				klog.Infof("waiting to write bootstrap RBAC: %v", err)
+				return false, nil
+			}
+			return true, nil
+		})
+		if err != nil {
+			return nil // ctx ended
+		}
+		ready()
+		<-ctx.Done()
+		return nil
+	}}
+
+	comps := []component.Component{ec, apiserver, rbac, scheduler, cm}
+	return component.Starter{}.Run(ctx, comps, func() {
+		ready = true
+		klog.Infof("control plane ready in %.2f s (admin kubeconfig: %s)", time.Since(start).Seconds(), cfg.WriteKubeconfig)
+	})
+}
+
+// firstIP returns the first usable address of a CIDR (the kubernetes
+// Service's ClusterIP).
+func firstIP(cidr string) (net.IP, error) {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return nil, err
+	}
+	i := new(big.Int).SetBytes(n.IP)
+	i.Add(i, big.NewInt(1))
+	b := i.Bytes()
+	ip := make(net.IP, len(n.IP))
+	copy(ip[len(ip)-len(b):], b)
+	return ip, nil
+}
+
+func uniqueIPs(addrs ...string) []net.IP {
+	var out []net.IP
+	for _, a := range addrs {
+		if ip := net.ParseIP(a); ip != nil && !ip.IsUnspecified() {
+			out = append(out, ip)
+		}
+	}
+	return out
+}

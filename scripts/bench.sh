@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Boot figures of distro on this machine: seconds to "control plane ready"
+# on a first start (PKI generation included) and on a warm data dir, and the
+# RSS of the server process at idle. Runs as root; uses a scratch data dir
+# and free ports.
+set -euo pipefail
+BIN=${1:-bin/distro}
+RUNS=${RUNS:-3}
+work=$(mktemp -d /tmp/distro-bench.XXXXXX)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_server DATA LOG: runs a server in the background, waits for ready,
+# prints the figure the server logged.
+start_server() {
+	local data=$1 log=$2
+	: > "$work/config.yaml"
+	"$BIN" server --disable-agent --config "$work/config.yaml" --data-dir "$data" \
+		--write-kubeconfig "$work/kubeconfig.yaml" --https-listen-port "$PORT" \
+		--etcd-client-port "$EPORT" --etcd-peer-port "$PPORT" > "$log" 2>&1 &
+	SERVER_PID=$!
+	for _ in $(seq 1 600); do
+		if grep -q "control plane ready in" "$log"; then
+			grep -o "control plane ready in [0-9.]* s" "$log" | awk '{print $5}'
+			return 0
+		fi
+		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+			echo "server exited:" >&2; tail -20 "$log" >&2; return 1
+		fi
+		sleep 0.1
+	done
+	echo "server not ready in 60 s" >&2; tail -20 "$log" >&2; return 1
+}
+
+stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
+
+rss_mb() { # RSS of a process and its children, MB
+	local total=0
+	for p in $1 $(pgrep -P "$1" || true); do
+		total=$((total + $(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null || echo 0)))
+	done
+	echo $((total / 1024))
+}
+
+PORT=$(free_port) EPORT=$(free_port) PPORT=$(free_port)
+cold=() warm=()
+for i in $(seq 1 "$RUNS"); do
+	data="$work/data-$i"
+	cold+=("$(start_server "$data" "$work/cold-$i.log")")
+	stop_server
+	warm+=("$(start_server "$data" "$work/warm-$i.log")")
+	if [ "$i" = "$RUNS" ]; then
+		sleep "${IDLE_SECONDS:-30}"
+		rss=$(rss_mb "$SERVER_PID")
+	fi
+	stop_server
+done
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+echo "control plane ready, first start (PKI included): median $(median "${cold[@]}") s  (runs: ${cold[*]}; target ≤ 4 s)"
+echo "control plane ready, warm data dir:               median $(median "${warm[@]}") s  (runs: ${warm[*]}; target ≤ 2.5 s)"
+echo "server RSS after ${IDLE_SECONDS:-30} s idle (control plane only):  ${rss} MB"
