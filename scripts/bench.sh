@@ -12,7 +12,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_server DATA LOG: runs a server in the background, waits for ready,
-# prints the figure the server logged.
+# sets FIGURE to the seconds the server logged.
 start_server() {
 	local data=$1 log=$2
 	: > "$work/config.yaml"
@@ -22,7 +22,7 @@ start_server() {
 	SERVER_PID=$!
 	for _ in $(seq 1 600); do
 		if grep -q "control plane ready in" "$log"; then
-			grep -o "control plane ready in [0-9.]* s" "$log" | awk '{print $5}'
+			FIGURE=$(grep -o "control plane ready in [0-9.]* s" "$log" | awk '{print $5}')
 			return 0
 		fi
 		if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -47,9 +47,11 @@ PORT=$(free_port) EPORT=$(free_port) PPORT=$(free_port)
 cold=() warm=()
 for i in $(seq 1 "$RUNS"); do
 	data="$work/data-$i"
-	cold+=("$(start_server "$data" "$work/cold-$i.log")")
+	start_server "$data" "$work/cold-$i.log"
+	cold+=("$FIGURE")
 	stop_server
-	warm+=("$(start_server "$data" "$work/warm-$i.log")")
+	start_server "$data" "$work/warm-$i.log"
+	warm+=("$FIGURE")
 	if [ "$i" = "$RUNS" ]; then
 		sleep "${IDLE_SECONDS:-30}"
 		rss=$(rss_mb "$SERVER_PID")
