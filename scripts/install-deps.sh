@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building and running distro needs on a Debian host, only
-# when missing. Run as root (CI and the project's machines are).
+# Installs the Debian packages building and testing distro needs, only when
+# missing. Run as root (CI and the project's machines are).
+#   iptables iproute2 mount conntrack: what kube-proxy, CNI and the kubelet call
+#   busybox-static: the integration tests' image is built from it
+#   gcc libc6-dev libseccomp-dev pkg-config: runc (cgo, static, seccomp)
 set -euo pipefail
+pkgs=(iptables iproute2 mount conntrack git curl busybox-static gcc libc6-dev libseccomp-dev pkg-config)
 need=()
-for pair in "iptables:iptables" "ip:iproute2" "mount:mount" "git:git" "curl:curl"; do
-	cmd=${pair%%:*} pkg=${pair#*:}
-	command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if ((${#need[@]})); then
 	echo "installing host packages: ${need[*]}"
@@ -13,7 +16,7 @@ if ((${#need[@]})); then
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
-if ! command -v go >/dev/null 2>&1 && [ ! -x /usr/local/go/bin/go ]; then
-	echo "Go 1.26.6 or newer is required (not found in PATH or /usr/local/go)" >&2
+if ! command -v go >/dev/null 2>&1; then
+	echo "Go 1.26.6 or newer is required (not found in PATH; /usr/local/go/bin?)" >&2
 	exit 1
 fi

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 	logsapi "k8s.io/component-base/logs/api/v1"
 
+	"distro/pkg/node/containerd"
 	"distro/pkg/version"
 )
 
@@ -22,6 +23,10 @@ func Main() int {
 	switch filepath.Base(os.Args[0]) {
 	case "kubectl":
 		return runKubectl(os.Args[1:])
+	case "containerd":
+		return containerd.Main(os.Args[1:])
+	case "ctr":
+		return containerd.CtrMain(os.Args[1:])
 	}
 	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-v") {
 		fmt.Println(version.String())
@@ -44,6 +49,11 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServerCommand(), newKubectlCommand(), &cobra.Command{
+		Use:                "ctr",
+		Short:              "Run containerd's ctr against distro's containerd (namespace k8s.io)",
+		DisableFlagParsing: true,
+		Run:                func(_ *cobra.Command, args []string) { os.Exit(containerd.CtrMain(args)) },
+	}, &cobra.Command{
 		Use:   "version",
 		Short: "Print distro's and Kubernetes' versions (also: distro --version)",
 		Args:  cobra.NoArgs,

@@ -9,10 +9,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // DefaultConfigFile is read when --config is not given and the file exists.
@@ -42,6 +44,8 @@ type Server struct {
 	KubeSchedulerArgs         []string
 	KubeControllerManagerArgs []string
 	EtcdArgs                  []string
+
+	Node
 }
 
 // AddServerFlags binds the server flags to s, with their defaults.
@@ -67,6 +71,7 @@ func AddServerFlags(fs *pflag.FlagSet, s *Server) {
 	fs.StringArrayVar(&s.KubeSchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeControllerManagerArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.EtcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, keys as etcd's flags (repeatable)")
+	AddNodeFlags(fs, &s.Node)
 }
 
 // Validate checks the values and fills in derived defaults (node IP,
@@ -147,6 +152,9 @@ func (s *Server) Validate() error {
 		if _, err := ParseArgs(name, args); err != nil {
 			return err
 		}
+	}
+	if err := s.Node.Validate(); err != nil {
+		return err
 	}
 	if s.NodeIP == "" {
 		ip, err := DefaultIP()
@@ -239,6 +247,74 @@ func defaultRouteIP() net.IP {
 			if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && n.IP.IsGlobalUnicast() {
 				return n.IP
 			}
+		}
+	}
+	return nil
+}
+
+// FlagList renders a flag map as sorted --key=value arguments.
+func FlagList(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]string, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, "--"+k+"="+m[k])
+	}
+	return out
+}
+
+// Node is the configuration of the node side, shared by server and agent.
+type Node struct {
+	NodeName      string
+	NodeLabels    []string
+	NodeTaints    []string
+	KubeletArgs   []string
+	KubeProxyArgs []string
+	ProxyMode     string
+}
+
+// AddNodeFlags binds the node flags to n.
+func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
+	fs.StringVar(&n.NodeName, "node-name", "", "node name (default: the hostname)")
+	fs.StringArrayVar(&n.NodeLabels, "node-label", nil, "node label key=value, set at registration (repeatable)")
+	fs.StringArrayVar(&n.NodeTaints, "node-taint", nil, "node taint key=value:Effect, set at registration (repeatable)")
+	fs.StringArrayVar(&n.KubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
+	fs.StringArrayVar(&n.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
+	fs.StringVar(&n.ProxyMode, "kube-proxy-mode", "iptables", "kube-proxy mode: iptables or nftables")
+}
+
+// Validate checks the node settings and defaults the node name.
+func (n *Node) Validate() error {
+	if n.NodeName == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--node-name not given and the hostname is unknown: %v", err)
+		}
+		n.NodeName = strings.ToLower(h)
+	}
+	if errs := validation.IsDNS1123Subdomain(n.NodeName); len(errs) > 0 {
+		return fmt.Errorf("--node-name %q: %s", n.NodeName, errs[0])
+	}
+	if n.ProxyMode != "iptables" && n.ProxyMode != "nftables" {
+		return fmt.Errorf("--kube-proxy-mode %q: must be iptables or nftables", n.ProxyMode)
+	}
+	for _, l := range n.NodeLabels {
+		k, _, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return fmt.Errorf("--node-label %q: expected key=value", l)
+		}
+	}
+	for _, t := range n.NodeTaints {
+		if _, effect, ok := strings.Cut(t, ":"); !ok || (effect != "NoSchedule" && effect != "PreferNoSchedule" && effect != "NoExecute") {
+			return fmt.Errorf("--node-taint %q: expected key=value:NoSchedule|PreferNoSchedule|NoExecute", t)
+		}
+	}
+	for name, args := range map[string][]string{"--kubelet-arg": n.KubeletArgs, "--kube-proxy-arg": n.KubeProxyArgs} {
+		if _, err := ParseArgs(name, args); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -61,6 +61,7 @@ func NewAPIServer(in APIServerInput) *APIServer {
 		"kubelet-client-certificate":         f("client-kube-apiserver.crt"),
 		"kubelet-client-key":                 f("client-kube-apiserver.key"),
 		"kubelet-preferred-address-types":    "InternalIP,ExternalIP,Hostname",
+		"kubelet-certificate-authority":      f("server-ca.crt"),
 		"proxy-client-cert-file":             f("client-auth-proxy.crt"),
 		"proxy-client-key-file":              f("client-auth-proxy.key"),
 		"requestheader-client-ca-file":       f("request-header-ca.crt"),

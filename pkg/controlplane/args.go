@@ -5,7 +5,6 @@ package controlplane
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/spf13/pflag"
 	cliflag "k8s.io/component-base/cli/flag"
@@ -23,16 +22,7 @@ func flagArgs(defaults map[string]string, extra []config.Arg) []string {
 	for _, a := range extra {
 		m[a.Key] = a.Value
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]string, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, fmt.Sprintf("--%s=%s", k, m[k]))
-	}
-	return out
+	return config.FlagList(m)
 }
 
 // parseInto parses args into the union of a component's named flag sets.

@@ -34,3 +34,33 @@ func (s Server) Kubeconfig(component string) string {
 
 // File returns a path in the TLS folder.
 func (s Server) File(name string) string { return filepath.Join(s.TLS, name) }
+
+// Agent holds the paths of the node side, shared by server and agent.
+type Agent struct {
+	Root           string // <data-dir>/agent
+	Containerd     string // containerd's root
+	ContainerdRun  string // containerd's state and socket
+	Socket         string
+	Images         string // image tarballs imported at start (airgap)
+	CNIConf        string
+	Etc            string // generated configs
+	Cred           string // node kubeconfigs and certificates
+	ContainerdLogs string
+}
+
+// NewAgent returns the node paths under dataDir.
+func NewAgent(dataDir string) Agent {
+	root := filepath.Join(dataDir, "agent")
+	run := "/run/distro/containerd"
+	return Agent{
+		Root:           root,
+		Containerd:     filepath.Join(root, "containerd"),
+		ContainerdRun:  run,
+		Socket:         filepath.Join(run, "containerd.sock"),
+		Images:         filepath.Join(root, "images"),
+		CNIConf:        filepath.Join(root, "etc", "cni", "net.d"),
+		Etc:            filepath.Join(root, "etc"),
+		Cred:           filepath.Join(root, "cred"),
+		ContainerdLogs: filepath.Join(root, "containerd", "containerd.log"),
+	}
+}

@@ -25,7 +25,6 @@ import (
 
 // Run runs the control plane until ctx ends. cfg must be validated.
 func Run(ctx context.Context, cfg *config.Server) error {
-	start := time.Now()
 	paths := datadir.NewServer(cfg.DataDir)
 	hostname, _ := os.Hostname()
 	hostname = strings.ToLower(hostname)
@@ -68,12 +67,13 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}
 	_, statErr := os.Stat(paths.Root)
 	firstStart := os.IsNotExist(statErr)
-	ready := false
+	firstStartDone := false
+	start := time.Now()
 	wroteKubeconfig := false
 	defer func() {
 		// A first start that fails leaves nothing behind: the next start
 		// begins from scratch instead of from a half-made state.
-		if firstStart && !ready {
+		if firstStart && !firstStartDone {
 			klog.Infof("first start did not complete: removing %s", paths.Root)
 			os.RemoveAll(paths.Root)
 			if wroteKubeconfig {
@@ -142,11 +142,22 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return nil
 	}}
 
-	comps := []component.Component{ec, apiserver, rbac, scheduler, cm}
-	return component.Starter{}.Run(ctx, comps, func() {
-		ready = true
+	controlPlaneReady := component.Func{N: "control plane", F: func(ctx context.Context, ready func()) error {
+		firstStartDone = true
 		klog.Infof("control plane ready in %.2f s (admin kubeconfig: %s)", time.Since(start).Seconds(), cfg.WriteKubeconfig)
-	})
+		ready()
+		<-ctx.Done()
+		return nil
+	}}
+	comps := []component.Component{ec, apiserver, rbac, scheduler, cm, controlPlaneReady}
+	if !cfg.DisableAgent {
+		nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
+		if err != nil {
+			return err
+		}
+		comps = append(comps, nodeComps...)
+	}
+	return component.Starter{}.Run(ctx, comps, nil)
 }
 
 // firstIP returns the first usable address of a CIDR (the kubernetes

@@ -437,6 +437,9 @@ func add(entries map[string]*entry, e *entry) error {
 			entries[e.name] = e // explicit --dir overrides an implied parent's mode
 			return nil
 		}
+		if old.implicit {
+			return fmt.Errorf("/%s must be a directory: other entries are below it", e.name)
+		}
 		return fmt.Errorf("/%s given twice", e.name)
 	}
 	entries[e.name] = e

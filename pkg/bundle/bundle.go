@@ -1,0 +1,139 @@
+// Package bundle carries the node's runtime files inside the distro binary
+// (runc, the containerd shim, CNI plugins, the pause image) and extracts them
+// once per content hash to <data-dir>/data/<hash>.
+package bundle
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"k8s.io/klog/v2"
+)
+
+//go:embed assets
+var assets embed.FS
+
+const archive = "assets/runtime.tar.gz"
+
+// ErrMissing means the binary was built without the runtime bundle.
+var ErrMissing = errors.New("this distro binary was built without the node runtime bundle (runc, shim, CNI plugins, pause image); build it with `make`")
+
+// Dir is an extracted bundle.
+type Dir string
+
+// Bin is the folder of runtime binaries.
+func (d Dir) Bin() string { return filepath.Join(string(d), "bin") }
+
+// Images is the folder of image tarballs carried in the binary.
+func (d Dir) Images() string { return filepath.Join(string(d), "images") }
+
+// Extract unpacks the bundle to <dataDir>/data/<hash> unless a complete
+// copy is already there. It unpacks into a temporary folder renamed into
+// place, under a lock, so concurrent or interrupted starts never see a
+// partial bundle.
+func Extract(dataDir string) (Dir, error) {
+	data, err := assets.ReadFile(archive)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", ErrMissing
+		}
+		return "", err
+	}
+	sum := sha256.Sum256(data)
+	hash := hex.EncodeToString(sum[:])[:16]
+	base := filepath.Join(dataDir, "data")
+	dst := filepath.Join(base, hash)
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(filepath.Join(base, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(dst, ".complete")); err == nil {
+		return Dir(dst), nil
+	}
+	tmp, err := os.MkdirTemp(base, ".extract-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	if err := untar(bytes.NewReader(data), tmp); err != nil {
+		return "", fmt.Errorf("extract runtime bundle: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(hash+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	os.RemoveAll(dst)
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", err
+	}
+	current := filepath.Join(base, "current")
+	os.Remove(current)
+	os.Symlink(hash, current)
+	klog.Infof("runtime bundle extracted to %s", dst)
+	return Dir(dst), nil
+}
+
+func untar(r io.Reader, dst string) error {
+	gz, err := gzip.NewReader(r)
+	if err != nil {
+		return err
+	}
+	tr := tar.NewReader(gz)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := filepath.Clean(h.Name)
+		if strings.HasPrefix(name, "..") || filepath.IsAbs(name) {
+			return fmt.Errorf("bad path %q in bundle", h.Name)
+		}
+		p := filepath.Join(dst, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, tr); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, p); err != nil {
+				return err
+			}
+		}
+	}
+}

@@ -1,0 +1,153 @@
+// Package cni writes the node's CNI configuration once the
+// controller-manager has given the node its pod CIDR: a bridge with
+// host-local addresses from that CIDR, portmap (hostPort) and bandwidth.
+// Traffic from pods to outside the cluster is masqueraded.
+package cni
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"path/filepath"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"distro/pkg/datadir"
+	"distro/pkg/fsutil"
+)
+
+// Bridge is the name of the node's pod bridge.
+const Bridge = "cni0"
+
+// Network is the pod network component.
+type Network struct {
+	Paths       datadir.Agent
+	NodeName    string
+	Kubeconfig  string
+	ClusterCIDR string
+}
+
+func (n *Network) Name() string { return "pod network" }
+
+// Conflist renders the CNI configuration for a pod CIDR.
+func Conflist(podCIDR string) ([]byte, error) {
+	return json.MarshalIndent(map[string]interface{}{
+		"cniVersion": "1.0.0",
+		"name":       "distro",
+		"plugins": []interface{}{
+			map[string]interface{}{
+				"type": "bridge", "bridge": Bridge, "isGateway": true, "ipMasq": false,
+				"hairpinMode": true, "forceAddress": true,
+				"ipam": map[string]interface{}{
+					"type":   "host-local",
+					"ranges": [][]map[string]string{{{"subnet": podCIDR}}},
+					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+				},
+			},
+			map[string]interface{}{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
+			map[string]interface{}{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}},
+		},
+	}, "", "  ")
+}
+
+// Run waits for the node's pod CIDR (the kubelet registers the node; the
+// controller-manager allocates), writes the CNI config and the masquerade
+// rule. It is ready as soon as it started waiting, since the kubelet must
+// run for the node to exist.
+func (n *Network) Run(ctx context.Context, ready func()) error {
+	ready()
+	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	var podCIDR string
+	logged := time.Time{}
+	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, n.NodeName, metav1.GetOptions{})
+		if err == nil && node.Spec.PodCIDR != "" {
+			podCIDR = node.Spec.PodCIDR
+			return true, nil
+		}
+		if time.Since(logged) > 5*time.Second {
+			klog.Infof("pod network: waiting for node %s to be registered and given a pod CIDR", n.NodeName)
+			logged = time.Now()
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil // ctx ended
+	}
+	conf, err := Conflist(podCIDR)
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(n.Paths.CNIConf, "10-distro.conflist"), conf, 0o644); err != nil {
+		return err
+	}
+	if err := ensureIptables(n.ClusterCIDR); err != nil {
+		return err
+	}
+	if err := ensureSysctls(); err != nil {
+		return err
+	}
+	klog.Infof("pod network: node %s uses pod CIDR %s on bridge %s", n.NodeName, podCIDR, Bridge)
+	<-ctx.Done()
+	return nil
+}
+
+// ensureIptables NATs traffic from pods to destinations outside the
+// cluster network (pod-to-pod traffic keeps its source address) and accepts
+// forwarded pod traffic even where the FORWARD policy is DROP (as Docker
+// sets it).
+func ensureIptables(clusterCIDR string) error {
+	comment := []string{"-m", "comment", "--comment", "distro: pod network"}
+	rules := [][]string{
+		append([]string{"-t", "nat", "POSTROUTING", "-s", clusterCIDR, "!", "-d", clusterCIDR}, append(comment, "-j", "MASQUERADE")...),
+		append([]string{"-t", "filter", "FORWARD", "-s", clusterCIDR}, append(comment, "-j", "ACCEPT")...),
+		append([]string{"-t", "filter", "FORWARD", "-d", clusterCIDR}, append(comment, "-j", "ACCEPT")...),
+	}
+	for _, r := range rules {
+		table, rest := r[:2], r[2:]
+		if exec.Command("iptables", append(append(append([]string{}, table...), "-C"), rest...)...).Run() == nil {
+			continue
+		}
+		if out, err := exec.Command("iptables", append(append(append([]string{}, table...), "-A"), rest...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables %v: %v: %s", r, err, out)
+		}
+	}
+	return nil
+}
+
+// sysctls pod networking needs: forwarding, and bridged traffic passing
+// through iptables so replies from a Service's pod on the same bridge are
+// translated back (kube-proxy's DNAT).
+var sysctls = map[string]string{
+	"net/ipv4/ip_forward":                 "1",
+	"net/bridge/bridge-nf-call-iptables":  "1",
+	"net/bridge/bridge-nf-call-ip6tables": "1",
+}
+
+func ensureSysctls() error {
+	for k, v := range sysctls {
+		p := "/proc/sys/" + k
+		if cur, err := os.ReadFile(p); err == nil && strings.TrimSpace(string(cur)) == v {
+			continue
+		}
+		if err := os.WriteFile(p, []byte(v), 0o644); err != nil {
+			return fmt.Errorf("set sysctl %s=%s: %w", strings.ReplaceAll(k, "/", "."), v, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,172 @@
+// Package containerd runs distro's own containerd: the distro binary
+// re-executed under the name containerd, with its root, state and socket
+// apart from any containerd or Docker on the host.
+package containerd
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"distro/pkg/datadir"
+	"distro/pkg/fsutil"
+)
+
+// PauseImage is the sandbox image, carried in the binary.
+const PauseImage = "registry.k8s.io/pause:3.10.2"
+
+// Containerd is the containerd component.
+type Containerd struct {
+	Paths datadir.Agent
+	Bin   string // runc, shim and CNI plugins
+}
+
+func (c *Containerd) Name() string { return "containerd" }
+
+var configTmpl = template.Must(template.New("config").Parse(`version = 3
+root = "{{.Root}}"
+state = "{{.State}}"
+
+[grpc]
+  address = "{{.Socket}}"
+
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "{{.Pause}}"
+
+[plugins.'io.containerd.cri.v1.runtime']
+  restrict_oom_score_adj = {{.RestrictOOM}}
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
+    default_runtime_name = "runc"
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "{{.Bin}}/runc"
+        SystemdCgroup = {{.SystemdCgroup}}
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["{{.Bin}}"]
+    conf_dir = "{{.CNIConf}}"
+`))
+
+// Config renders containerd's config.
+func (c *Containerd) Config(restrictOOM, systemd bool) ([]byte, error) {
+	var b bytes.Buffer
+	err := configTmpl.Execute(&b, map[string]interface{}{
+		"Root": c.Paths.Containerd, "State": c.Paths.ContainerdRun, "Socket": c.Paths.Socket,
+		"Pause": PauseImage, "RestrictOOM": restrictOOM, "Bin": c.Bin, "SystemdCgroup": systemd,
+		"CNIConf": c.Paths.CNIConf,
+	})
+	return b.Bytes(), err
+}
+
+// Run starts containerd as a child process and restarts nothing: if it
+// exits, the component fails and the node stops.
+func (c *Containerd) Run(ctx context.Context, ready func()) error {
+	restrict := MustRestrictOOMScoreAdj()
+	if restrict {
+		klog.Info("this process cannot lower oom_score_adj (no CAP_SYS_RESOURCE, e.g. inside a container): containerd will keep pods' oom_score_adj at or above its own")
+	}
+	systemd := SystemdCgroups()
+	cfg, err := c.Config(restrict, systemd)
+	if err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(c.Paths.Etc, "containerd", "config.toml")
+	if err := fsutil.WriteFileAtomic(cfgPath, cfg, 0o600); err != nil {
+		return err
+	}
+	for _, d := range []string{c.Paths.Containerd, c.Paths.ContainerdRun, c.Paths.CNIConf} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return err
+		}
+	}
+	logf, err := os.OpenFile(c.Paths.ContainerdLogs, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, "--config", cfgPath)
+	cmd.Args[0] = "containerd"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), "PATH="+c.Bin+":"+os.Getenv("PATH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	klog.Infof("starting containerd (socket %s, log %s)", c.Paths.Socket, c.Paths.ContainerdLogs)
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start containerd: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	go func() {
+		for ctx.Err() == nil {
+			if err := Ping(ctx, c.Paths.Socket); err == nil {
+				ready()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	select {
+	case err := <-exited:
+		return fmt.Errorf("containerd exited: %v (see %s)", err, c.Paths.ContainerdLogs)
+	case <-ctx.Done():
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+		}
+		return nil
+	}
+}
+
+// MustRestrictOOMScoreAdj reports whether this process is unable to lower
+// its oom_score_adj (then runc could not honour the kubelet's values).
+func MustRestrictOOMScoreAdj() bool {
+	const p = "/proc/self/oom_score_adj"
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return true
+	}
+	cur, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || cur <= -1000 {
+		return cur > -1000
+	}
+	if err := os.WriteFile(p, []byte(strconv.Itoa(cur-1)), 0o644); err != nil {
+		return errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM)
+	}
+	os.WriteFile(p, []byte(strconv.Itoa(cur)), 0o644)
+	return false
+}
+
+// CgroupV2 reports whether the host runs the unified cgroup hierarchy.
+func CgroupV2() bool {
+	var st syscall.Statfs_t
+	return syscall.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == 0x63677270 // CGROUP2_SUPER_MAGIC
+}
+
+// SystemdCgroups reports whether cgroups should be driven through systemd:
+// on cgroup v2 hosts booted with systemd.
+func SystemdCgroups() bool {
+	if !CgroupV2() {
+		return false
+	}
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}

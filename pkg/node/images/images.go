@@ -1,0 +1,72 @@
+// Package images imports image tarballs (docker-archive or OCI) into
+// containerd's k8s.io namespace at start, before the kubelet runs, so a node
+// needs no registry (airgap).
+package images
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/containerd/containerd/v2/client"
+	"k8s.io/klog/v2"
+
+	"distro/pkg/node/containerd"
+)
+
+// Importer is the image import component.
+type Importer struct {
+	Socket string
+	// Dirs are scanned for *.tar files, in order.
+	Dirs []string
+}
+
+func (i *Importer) Name() string { return "image import" }
+
+// Run imports every tarball once, then waits for ctx.
+func (i *Importer) Run(ctx context.Context, ready func()) error {
+	c, err := containerd.New(i.Socket)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	for _, dir := range i.Dirs {
+		files, _ := filepath.Glob(filepath.Join(dir, "*.tar"))
+		for _, f := range files {
+			start := time.Now()
+			names, err := Import(ctx, c, f)
+			if err != nil {
+				return fmt.Errorf("import %s: %w", f, err)
+			}
+			klog.Infof("imported %s (%s) in %.2fs", filepath.Base(f), strings.Join(names, ", "), time.Since(start).Seconds())
+		}
+	}
+	ready()
+	<-ctx.Done()
+	return nil
+}
+
+// Import loads one tarball and unpacks its images for the overlayfs
+// snapshotter. It returns the image names.
+func Import(ctx context.Context, c *client.Client, path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	imgs, err := c.Import(ctx, f, client.WithSkipMissing())
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, img := range imgs {
+		if err := client.NewImage(c, img).Unpack(ctx, "overlayfs"); err != nil {
+			return nil, fmt.Errorf("unpack %s: %w", img.Name, err)
+		}
+		names = append(names, img.Name)
+	}
+	return names, nil
+}

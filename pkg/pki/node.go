@@ -1,0 +1,28 @@
+package pki
+
+import (
+	"net"
+)
+
+// NodeCerts are a node's kubelet credentials, in PEM.
+type NodeCerts struct {
+	ClientCert, ClientKey   []byte // CN system:node:<name>, O system:nodes
+	ServingCert, ServingKey []byte // kubelet's HTTPS endpoint
+}
+
+// EnsureNode issues (or keeps) a node's kubelet client and serving
+// certificates under dir.
+func EnsureNode(dir string, serverCA, clientCA *CA, name string, ips []net.IP) (*NodeCerts, error) {
+	var nc NodeCerts
+	var err error
+	client := Leaf{Name: "kubelet-client", CA: clientCA, CN: "system:node:" + name, Orgs: []string{"system:nodes"}, Client: true}
+	if nc.ClientCert, nc.ClientKey, err = client.Ensure(dir); err != nil {
+		return nil, err
+	}
+	serving := Leaf{Name: "kubelet-serving", CA: serverCA, CN: name, Server: true,
+		DNSNames: dedupStrings([]string{name, "localhost"}), IPs: dedupIPs(append([]net.IP{net.ParseIP("127.0.0.1")}, ips...))}
+	if nc.ServingCert, nc.ServingKey, err = serving.Ensure(dir); err != nil {
+		return nil, err
+	}
+	return &nc, nil
+}

@@ -1,0 +1,199 @@
+package integration
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestImage is the image the tests build from Debian's busybox-static.
+const TestImage = "distro.test/busybox:1"
+
+// buildTestImage writes a docker-archive of busybox-static to dst.
+func buildTestImage(t *testing.T, dst string) {
+	t.Helper()
+	mk := os.Getenv("MKIMAGE")
+	if mk == "" {
+		mk, _ = filepath.Abs("../../build/mkimage")
+	}
+	busybox := "/bin/busybox"
+	if out, err := exec.Command("file", "-L", busybox).Output(); err == nil && !strings.Contains(string(out), "statically linked") {
+		t.Fatalf("%s is not static (install Debian's busybox-static): %s", busybox, out)
+	}
+	args := []string{"--tag", TestImage, "--out", dst, "--entrypoint", "/bin/sh",
+		"--file", busybox + ":/bin/busybox:0755", "--dir", "/tmp:1777", "--dir", "/www:0755"}
+	for _, app := range []string{"sh", "httpd", "wget", "cat", "echo", "sleep", "hostname", "ls", "mkdir", "nc", "ip"} {
+		args = append(args, "--symlink", "/bin/"+app+":busybox")
+	}
+	if out, err := exec.Command(mk, args...).CombinedOutput(); err != nil {
+		t.Fatalf("build test image with %s: %v\n%s", mk, err, out)
+	}
+}
+
+// killall runs package/distro-killall.sh for a data dir.
+func killall(t *testing.T, dataDir string) {
+	t.Helper()
+	script, _ := filepath.Abs("../../package/distro-killall.sh")
+	cmd := exec.Command("sh", script)
+	cmd.Env = append(os.Environ(), "DISTRO_DATA_DIR="+dataDir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("distro-killall.sh: %v\n%s", err, out)
+	}
+}
+
+func httpGet(url string) (string, error) {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return "", fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return string(b), err
+}
+
+const webManifest = `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: ` + TestImage + `
+        imagePullPolicy: Never
+        command: ["/bin/sh", "-c", "echo hello from $(hostname) > /www/index.html; echo web started; exec httpd -f -p 8080 -h /www"]
+        ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - name: client
+    image: ` + TestImage + `
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "exec sleep 100000"]
+`
+
+func TestNodeRunsPods(t *testing.T) {
+	requireRoot(t)
+	s := NewServer(t)
+	images := filepath.Join(s.DataDir, "agent", "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	buildTestImage(t, filepath.Join(images, "busybox.tar"))
+	t.Cleanup(func() { killall(t, s.DataDir) })
+	s.Start()
+
+	Eventually(t, 2*time.Minute, "node Ready", func() error {
+		if !strings.Contains(s.Log(), " Ready in ") {
+			return fmt.Errorf("no node Ready line yet")
+		}
+		return nil
+	})
+	nodes := s.MustKubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.labels}")
+	if !strings.Contains(nodes, `"node-role.kubernetes.io/control-plane":"true"`) {
+		t.Errorf("node labels %s", nodes)
+	}
+
+	manifest := filepath.Join(t.TempDir(), "web.yaml")
+	os.WriteFile(manifest, []byte(webManifest), 0o644)
+	s.MustKubectl("apply", "-f", manifest)
+	s.MustKubectl("wait", "--for=condition=Available", "deployment/web", "--timeout=120s")
+	s.MustKubectl("wait", "--for=condition=Ready", "pod/client", "--timeout=120s")
+
+	podIPs := strings.Fields(s.MustKubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"))
+	if len(podIPs) != 2 {
+		t.Fatalf("pod IPs %v", podIPs)
+	}
+	clusterIP := s.MustKubectl("get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
+	nodePort := s.MustKubectl("get", "svc", "web", "-o", "jsonpath={.spec.ports[0].nodePort}")
+	nodeIP := s.MustKubectl("get", "nodes", "-o", `jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}`)
+
+	check := func(when string) {
+		t.Helper()
+		for _, ip := range podIPs {
+			Eventually(t, 30*time.Second, when+": pod IP from the host", func() error {
+				body, err := httpGet("http://" + ip + ":8080/")
+				if err == nil && !strings.Contains(body, "hello from web-") {
+					err = fmt.Errorf("body %q", body)
+				}
+				return err
+			})
+		}
+		Eventually(t, 30*time.Second, when+": NodePort from the host", func() error {
+			_, err := httpGet(fmt.Sprintf("http://%s:%s/", nodeIP, nodePort))
+			return err
+		})
+		Eventually(t, 30*time.Second, when+": ClusterIP from another pod", func() error {
+			// busybox-static's wget crashes without glibc's NSS modules; nc does not.
+			out, err := s.Kubectl("exec", "client", "--", "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 5 `+clusterIP+" 80")
+			if err != nil || !strings.Contains(out, "hello from web-") {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	}
+	check("first start")
+
+	// kubectl logs and exec go through the apiserver to the kubelet.
+	if out := s.MustKubectl("logs", "deployment/web"); !strings.Contains(out, "web started") {
+		t.Errorf("kubectl logs: %q", out)
+	}
+	if out := s.MustKubectl("exec", "deployment/web", "--", "cat", "/www/index.html"); !strings.Contains(out, "hello from web-") {
+		t.Errorf("kubectl exec: %q", out)
+	}
+
+	// distro ctr talks to distro's containerd, k8s.io namespace.
+	if out, err := exec.Command(distroBin(t), "ctr", "images", "ls", "-q").CombinedOutput(); err != nil || !strings.Contains(string(out), TestImage) || !strings.Contains(string(out), "registry.k8s.io/pause:3.10.2") {
+		t.Errorf("distro ctr images ls: %v\n%s", err, out)
+	}
+
+	// Pods outlive a server restart and still answer.
+	if err, _ := s.Stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	s.Start()
+	check("after restart")
+
+	// distro-killall.sh leaves no container, mount or interface.
+	s.Stop()
+	killall(t, s.DataDir)
+	if out, _ := exec.Command("pgrep", "-f", "containerd-shim-runc-v2").Output(); len(strings.TrimSpace(string(out))) > 0 {
+		t.Errorf("shims still running after killall: %s", out)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(line, s.DataDir) || strings.Contains(line, "/run/distro") || strings.Contains(line, "/var/lib/kubelet/pods") {
+			t.Errorf("mount left after killall: %s", line)
+		}
+	}
+	for _, iface := range []string{"cni0", "flannel.1"} {
+		if err := exec.Command("ip", "link", "show", iface).Run(); err == nil {
+			t.Errorf("interface %s left after killall", iface)
+		}
+	}
+}
