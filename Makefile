@@ -17,7 +17,7 @@ LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
 UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/...
 
-.PHONY: all deps build test unit integration bench clean
+.PHONY: all deps build runtime test unit integration bench clean
 
 all: deps build
 
@@ -26,11 +26,20 @@ deps:
 
 build: $(BIN)
 
+# runc, the containerd shim, CNI plugins and the pause image, built from
+# source (scripts/runtime is its own Go module) and carried in the binary.
+BUNDLE := pkg/bundle/assets/runtime.tar.gz
+runtime: $(BUNDLE)
+$(BUNDLE): scripts/build-runtime.sh scripts/build-pause.sh scripts/runtime/go.mod scripts/runtime/go.sum scripts/runtime/mkimage/main.go
+	scripts/build-runtime.sh $(CURDIR)/build/runtime
+	tar -C build/runtime -czf $@.tmp --owner=0 --group=0 --sort=name --mtime=@0 bin images
+	mv $@.tmp $@
+
 # The Go build cache makes this a no-op when nothing changed.
-$(BIN): FORCE
+$(BIN): $(BUNDLE) FORCE
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/distro
-	@ln -sf distro bin/kubectl
+	@ln -sf distro bin/kubectl; ln -sf distro bin/ctr
 
 FORCE:
 
@@ -39,10 +48,15 @@ test: unit integration
 unit:
 	$(GO) test -count=1 $(UNIT_PKGS)
 
-integration: build
-	DISTRO_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 20m ./tests/integration/...
+# Builds image tarballs from local files (the tests' busybox image).
+MKIMAGE := build/mkimage
+$(MKIMAGE): scripts/runtime/mkimage/main.go scripts/runtime/go.mod
+	$(GO) -C scripts/runtime build -o $(CURDIR)/$@ ./mkimage
 
-bench: build
+integration: build $(MKIMAGE)
+	DISTRO_BIN=$(CURDIR)/$(BIN) MKIMAGE=$(CURDIR)/$(MKIMAGE) $(GO) test -count=1 -v -timeout 20m ./tests/integration/...
+
+bench: build $(MKIMAGE)
 	scripts/bench.sh $(CURDIR)/$(BIN)
 
 clean:
