@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Boot figures of distro on this machine: seconds to "control plane ready"
 # on a first start (PKI generation included) and on a warm data dir, and the
-# RSS of the server process at idle. Runs as root; uses a scratch data dir
-# and free ports.
+# RSS of the server process at idle; then, with the node: seconds to node
+# Ready from a cold start, pod create → Running on an imported image, and
+# the RSS of the whole process tree at idle. Runs as root; uses scratch data
+# dirs and free ports. BENCH_PARTS=controlplane,node selects parts.
 set -euo pipefail
 BIN=${1:-bin/distro}
 RUNS=${RUNS:-3}
 work=$(mktemp -d /tmp/distro-bench.XXXXXX)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+MKIMAGE=${MKIMAGE:-$ROOT/build/mkimage}
+PARTS=${BENCH_PARTS:-controlplane,node}
+cleanup() {
+	kill $(jobs -p) 2>/dev/null || true
+	[ -d "$work/node" ] && DISTRO_DATA_DIR="$work/node" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
+	rm -rf "$work"
+}
+trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -16,7 +26,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_server() {
 	local data=$1 log=$2
 	: > "$work/config.yaml"
-	"$BIN" server --disable-agent --config "$work/config.yaml" --data-dir "$data" \
+	"$BIN" server ${AGENT_FLAG---disable-agent} --config "$work/config.yaml" --data-dir "$data" \
 		--write-kubeconfig "$work/kubeconfig.yaml" --https-listen-port "$PORT" \
 		--etcd-client-port "$EPORT" --etcd-peer-port "$PPORT" > "$log" 2>&1 &
 	SERVER_PID=$!
@@ -44,6 +54,7 @@ rss_mb() { # RSS of a process and its children, MB
 }
 
 PORT=$(free_port) EPORT=$(free_port) PPORT=$(free_port)
+if [[ $PARTS == *controlplane* ]]; then
 cold=() warm=()
 for i in $(seq 1 "$RUNS"); do
 	data="$work/data-$i"
@@ -62,3 +73,36 @@ median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)
 echo "control plane ready, first start (PKI included): median $(median "${cold[@]}") s  (runs: ${cold[*]}; target ≤ 4 s)"
 echo "control plane ready, warm data dir:               median $(median "${warm[@]}") s  (runs: ${warm[*]}; target ≤ 2.5 s)"
 echo "server RSS after ${IDLE_SECONDS:-30} s idle (control plane only):  ${rss} MB"
+fi
+
+# tree_rss_mb PID...: RSS of the processes and all their descendants, MB.
+tree_rss_mb() {
+	local all=() p
+	collect() { all+=("$1"); for c in $(pgrep -P "$1" || true); do collect "$c"; done; }
+	for p in "$@"; do collect "$p"; done
+	local total=0
+	for p in "${all[@]}"; do
+		total=$((total + $(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null || echo 0)))
+	done
+	echo $((total / 1024))
+}
+
+if [[ $PARTS == *node* ]]; then
+	data="$work/node"
+	mkdir -p "$data/agent/images"
+	"$MKIMAGE" --tag distro.bench/busybox:1 --out "$data/agent/images/busybox.tar" --entrypoint /bin/sh \
+		--file /bin/busybox:/bin/busybox:0755 --symlink /bin/sh:busybox --symlink /bin/sleep:busybox >/dev/null
+	AGENT_FLAG="" start_server "$data" "$work/node.log"
+	for _ in $(seq 1 600); do grep -q " Ready in " "$work/node.log" && break; sleep 0.1; done
+	ready=$(grep -o "node [^ ]* Ready in [0-9.]* s" "$work/node.log" | awk '{print $5}')
+	echo "node Ready, cold start (fresh data dir):          ${ready:-?} s  (target ≤ 4 s)"
+	BENCH_KUBECONFIG="$work/kubeconfig.yaml" BENCH_IMAGE=distro.bench/busybox:1 \
+		go -C "$ROOT" test -count=1 -v -run TestPodStartup ./tests/bench/ > "$work/podstart.log" 2>&1 || { cat "$work/podstart.log"; exit 1; }
+		grep "pod create" "$work/podstart.log"
+	sleep "${IDLE_SECONDS:-30}"
+	shims=$(for p in $(pgrep -f containerd-shim-runc-v2 || true); do
+		case $(readlink /proc/$p/exe) in "$data"/data/*) echo "$p" ;; esac
+	done)
+	echo "RSS after ${IDLE_SECONDS:-30} s idle: distro + containerd $(tree_rss_mb "$SERVER_PID") MB; with shims and pods $(tree_rss_mb "$SERVER_PID" $shims) MB  (target ≤ 360 MB)"
+	stop_server
+fi
