@@ -36,6 +36,7 @@ type Config struct {
 type Credentials struct {
 	KubeletKubeconfig   string
 	KubeProxyKubeconfig string
+	FlannelKubeconfig   string
 	ClientCA            string
 	ServingCert         string
 	ServingKey          string
@@ -48,7 +49,7 @@ func Components(cfg Config, rt bundle.Dir) []component.Component {
 	return []component.Component{
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin()},
 		&images.Importer{Socket: paths.Socket, Dirs: []string{rt.Images(), paths.Images}},
-		&cni.Network{Paths: paths, NodeName: cfg.Name, Kubeconfig: cfg.Creds.KubeletKubeconfig, ClusterCIDR: cfg.ClusterCIDR},
+		&cni.Network{Paths: paths, NodeName: cfg.Name, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR},
 		&kubelet.Kubelet{
 			Paths: paths, NodeName: cfg.Name, NodeIP: cfg.IP,
 			ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,

@@ -46,6 +46,7 @@ var leafCA = map[string]string{
 	"client-controller":               "client-ca",
 	"client-scheduler":                "client-ca",
 	"client-kube-proxy":               "client-ca",
+	"client-flannel":                  "client-ca",
 	"client-auth-proxy":               "request-header-ca",
 	"etcd/client":                     "etcd/server-ca",
 	"etcd/server-client":              "etcd/server-ca",

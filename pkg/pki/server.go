@@ -7,6 +7,10 @@ import (
 	"path/filepath"
 )
 
+// FlannelUser is the identity of the pod network (flannel), which reads
+// every node and annotates its own.
+const FlannelUser = "system:distro-flannel"
+
 // ServerInput is what the server certificates depend on.
 type ServerInput struct {
 	Hostname      string
@@ -21,7 +25,7 @@ type ServerInput struct {
 type ServerCerts struct {
 	ServerCA, ClientCA, RequestHeaderCA, EtcdServerCA, EtcdPeerCA *CA
 	// Client certificate and key PEM per kubeconfig user: admin,
-	// controller, scheduler, kube-proxy.
+	// controller, scheduler, kube-proxy, flannel.
 	Clients map[string][2][]byte
 }
 
@@ -116,6 +120,7 @@ func ensureServer(dir string, in ServerInput) (*ServerCerts, error) {
 		"controller": {Name: "client-controller", CA: c.ClientCA, CN: "system:kube-controller-manager", Client: true},
 		"scheduler":  {Name: "client-scheduler", CA: c.ClientCA, CN: "system:kube-scheduler", Client: true},
 		"kube-proxy": {Name: "client-kube-proxy", CA: c.ClientCA, CN: "system:kube-proxy", Client: true},
+		"flannel":    {Name: "client-flannel", CA: c.ClientCA, CN: FlannelUser, Client: true},
 	}
 	for _, l := range leaves {
 		if _, _, err := l.Ensure(dir); err != nil {

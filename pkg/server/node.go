@@ -42,6 +42,7 @@ func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string,
 	creds := node.Credentials{
 		KubeletKubeconfig:   filepath.Join(paths.Cred, "kubelet.kubeconfig"),
 		KubeProxyKubeconfig: filepath.Join(paths.Cred, "kube-proxy.kubeconfig"),
+		FlannelKubeconfig:   filepath.Join(paths.Cred, "flannel.kubeconfig"),
 		ClientCA:            filepath.Join(paths.Cred, "client-ca.crt"),
 		ServingCert:         filepath.Join(paths.Cred, "kubelet-serving.crt"),
 		ServingKey:          filepath.Join(paths.Cred, "kubelet-serving.key"),
@@ -49,9 +50,11 @@ func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string,
 	if err := pki.WriteKubeconfig(creds.KubeletKubeconfig, 0o600, localURL, caBundle, nc.ClientCert, nc.ClientKey); err != nil {
 		return nil, err
 	}
-	kp := certs.Clients["kube-proxy"]
-	if err := pki.WriteKubeconfig(creds.KubeProxyKubeconfig, 0o600, localURL, caBundle, kp[0], kp[1]); err != nil {
-		return nil, err
+	for user, path := range map[string]string{"kube-proxy": creds.KubeProxyKubeconfig, "flannel": creds.FlannelKubeconfig} {
+		c := certs.Clients[user]
+		if err := pki.WriteKubeconfig(path, 0o600, localURL, caBundle, c[0], c[1]); err != nil {
+			return nil, err
+		}
 	}
 	if err := fsutil.WriteFileAtomic(creds.ClientCA, certs.ClientCA.PEM, 0o644); err != nil {
 		return nil, err

@@ -119,6 +119,14 @@ func TestNodeRunsPods(t *testing.T) {
 		t.Errorf("node labels %s", nodes)
 	}
 
+	// flannel runs in-process: VXLAN device up, the node's VTEP published.
+	if out, err := exec.Command("ip", "-d", "link", "show", "flannel.1").CombinedOutput(); err != nil || !strings.Contains(string(out), "vxlan id 1") {
+		t.Errorf("flannel.1: %v\n%s", err, out)
+	}
+	if ann := s.MustKubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.annotations}"); !strings.Contains(ann, "flannel.alpha.coreos.com/backend-data") {
+		t.Errorf("node has no flannel annotations: %s", ann)
+	}
+
 	manifest := filepath.Join(t.TempDir(), "web.yaml")
 	os.WriteFile(manifest, []byte(webManifest), 0o644)
 	s.MustKubectl("apply", "-f", manifest)

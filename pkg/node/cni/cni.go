@@ -1,7 +1,8 @@
-// Package cni writes the node's CNI configuration once the
-// controller-manager has given the node its pod CIDR: a bridge with
-// host-local addresses from that CIDR, portmap (hostPort) and bandwidth.
-// Traffic from pods to outside the cluster is masqueraded.
+// Package cni runs the node's pod network: flannel (VXLAN between nodes,
+// in-process) and, once the node has its pod CIDR, a CNI configuration with
+// a bridge and host-local addresses from that CIDR, portmap (hostPort) and
+// bandwidth. Traffic from pods to outside the cluster is masqueraded; pod to
+// pod traffic is not.
 package cni
 
 import (
@@ -10,8 +11,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"path/filepath"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -31,6 +32,7 @@ const Bridge = "cni0"
 type Network struct {
 	Paths       datadir.Agent
 	NodeName    string
+	NodeIP      string
 	Kubeconfig  string
 	ClusterCIDR string
 }
@@ -38,14 +40,14 @@ type Network struct {
 func (n *Network) Name() string { return "pod network" }
 
 // Conflist renders the CNI configuration for a pod CIDR.
-func Conflist(podCIDR string) ([]byte, error) {
+func Conflist(podCIDR string, mtu int) ([]byte, error) {
 	return json.MarshalIndent(map[string]interface{}{
 		"cniVersion": "1.0.0",
 		"name":       "distro",
 		"plugins": []interface{}{
 			map[string]interface{}{
 				"type": "bridge", "bridge": Bridge, "isGateway": true, "ipMasq": false,
-				"hairpinMode": true, "forceAddress": true,
+				"hairpinMode": true, "forceAddress": true, "mtu": mtu,
 				"ipam": map[string]interface{}{
 					"type":   "host-local",
 					"ranges": [][]map[string]string{{{"subnet": podCIDR}}},
@@ -64,32 +66,19 @@ func Conflist(podCIDR string) ([]byte, error) {
 // run for the node to exist.
 func (n *Network) Run(ctx context.Context, ready func()) error {
 	ready()
-	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	var podCIDR string
-	logged := time.Time{}
-	err = wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		node, err := client.CoreV1().Nodes().Get(ctx, n.NodeName, metav1.GetOptions{})
-		if err == nil && node.Spec.PodCIDR != "" {
-			podCIDR = node.Spec.PodCIDR
-			return true, nil
-		}
-		if time.Since(logged) > 5*time.Second {
-			klog.Infof("pod network: waiting for node %s to be registered and given a pod CIDR", n.NodeName)
-			logged = time.Now()
-		}
-		return false, nil
-	})
-	if err != nil {
+	if err := n.waitPodCIDR(ctx); err != nil {
 		return nil // ctx ended
 	}
-	conf, err := Conflist(podCIDR)
+	klog.Infof("pod network: starting flannel (vxlan) on %s", n.NodeIP)
+	o, err := startFlannel(ctx, n.Paths.Etc, n.Kubeconfig, n.NodeName, n.NodeIP, n.ClusterCIDR)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	podCIDR := o.net.Lease().Subnet.String()
+	conf, err := Conflist(podCIDR, o.net.MTU())
 	if err != nil {
 		return err
 	}
@@ -102,9 +91,35 @@ func (n *Network) Run(ctx context.Context, ready func()) error {
 	if err := ensureSysctls(); err != nil {
 		return err
 	}
-	klog.Infof("pod network: node %s uses pod CIDR %s on bridge %s", n.NodeName, podCIDR, Bridge)
+	klog.Infof("pod network: node %s uses pod CIDR %s on bridge %s, MTU %d", n.NodeName, podCIDR, Bridge, o.net.MTU())
 	<-ctx.Done()
+	o.wg.Wait()
 	return nil
+}
+
+// waitPodCIDR waits until the kubelet registered the node and the
+// controller-manager gave it a pod CIDR (flannel's lease is that CIDR).
+func (n *Network) waitPodCIDR(ctx context.Context) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	logged := time.Time{}
+	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		node, err := client.CoreV1().Nodes().Get(ctx, n.NodeName, metav1.GetOptions{})
+		if err == nil && node.Spec.PodCIDR != "" {
+			return true, nil
+		}
+		if time.Since(logged) > 5*time.Second {
+			klog.Infof("pod network: waiting for node %s to be registered and given a pod CIDR", n.NodeName)
+			logged = time.Now()
+		}
+		return false, nil
+	})
 }
 
 // ensureIptables NATs traffic from pods to destinations outside the
