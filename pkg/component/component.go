@@ -24,6 +24,12 @@ type Component interface {
 	Run(ctx context.Context, ready func()) error
 }
 
+// StopTimeouter is implemented by components that need longer than the
+// Starter's PerStopTimeout to stop cleanly.
+type StopTimeouter interface {
+	StopTimeout() time.Duration
+}
+
 // Func adapts a function to a Component.
 type Func struct {
 	N string
@@ -37,15 +43,16 @@ func (f Func) Run(ctx context.Context, ready func()) error { return f.F(ctx, rea
 type Starter struct {
 	// ReadyTimeout bounds how long one component may take to become ready.
 	ReadyTimeout time.Duration
-	// StopTimeout bounds how long the components may take to return after
-	// the context ends.
-	StopTimeout time.Duration
+	// StopTimeout bounds how long all components together may take to
+	// return after the context ends; PerStopTimeout bounds each one.
+	StopTimeout, PerStopTimeout time.Duration
 }
 
 type running struct {
-	name   string
-	cancel context.CancelFunc
-	done   chan struct{}
+	name    string
+	timeout time.Duration
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 // Run starts each component in turn and waits for it to become ready. It
@@ -57,28 +64,41 @@ func (s Starter) Run(ctx context.Context, comps []Component, onReady func()) err
 		s.ReadyTimeout = 5 * time.Minute
 	}
 	if s.StopTimeout == 0 {
-		s.StopTimeout = 15 * time.Second
+		s.StopTimeout = 18 * time.Second
+	}
+	if s.PerStopTimeout == 0 {
+		s.PerStopTimeout = 5 * time.Second
 	}
 	failed := make(chan error, len(comps))
 	var started []*running
 
+	// stopAll cancels the components in reverse order, waiting for each
+	// (PerStopTimeout at most, StopTimeout in all) before the next: a
+	// component that hangs on shutdown does not keep the ones it depends
+	// on (etcd last) from closing cleanly.
 	stopAll := func() {
-		deadline := time.After(s.StopTimeout)
+		deadline := time.Now().Add(s.StopTimeout)
 		for i := len(started) - 1; i >= 0; i-- {
 			r := started[i]
 			r.cancel()
+			wait := min(r.timeout, time.Until(deadline))
+			if wait <= 0 {
+				continue
+			}
 			select {
 			case <-r.done:
-			case <-deadline:
-				klog.Warningf("%s did not stop within %s", r.name, s.StopTimeout)
-				return
+			case <-time.After(wait):
+				klog.Warningf("%s did not stop within %s; stopping the rest", r.name, wait.Round(time.Millisecond))
 			}
 		}
 	}
 
 	for _, c := range comps {
 		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		r := &running{name: c.Name(), cancel: cancel, done: make(chan struct{})}
+		r := &running{name: c.Name(), timeout: s.PerStopTimeout, cancel: cancel, done: make(chan struct{})}
+		if st, ok := c.(StopTimeouter); ok {
+			r.timeout = st.StopTimeout()
+		}
 		readyCh := make(chan struct{})
 		var once sync.Once
 		ready := func() { once.Do(func() { close(readyCh) }) }

@@ -81,3 +81,27 @@ func TestReadyTimeout(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestHungComponentDoesNotBlockTheRest(t *testing.T) {
+	r := &recorder{}
+	hung := Func{N: "hung", F: func(ctx context.Context, ready func()) error {
+		ready()
+		select {} // ignores ctx
+	}}
+	ctx, cancel := context.WithCancel(context.Background())
+	readyCalled := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- Starter{PerStopTimeout: 50 * time.Millisecond}.Run(ctx, []Component{comp(r, "base"), hung}, func() { close(readyCalled) })
+	}()
+	<-readyCalled
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return")
+	}
+	if got := r.String(); got != "start base,stop base" {
+		t.Fatalf("events %q: the component below the hung one was not stopped", got)
+	}
+}

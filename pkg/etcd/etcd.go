@@ -123,3 +123,8 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 
 // Name implements component.Component.
 func (c Config) Name() string { return "etcd" }
+
+// StopTimeout implements component.StopTimeouter: etcd waits for its
+// clients' requests for up to its request timeout (7 s by default) before
+// cutting them off.
+func (c Config) StopTimeout() time.Duration { return 9 * time.Second }

@@ -181,9 +181,14 @@ func TestNodeRunsPods(t *testing.T) {
 	}
 
 	// Pods outlive a server restart and still answer.
-	if err, _ := s.Stop(); err != nil {
+	err, took := s.Stop()
+	if err != nil {
 		t.Fatalf("stop: %v", err)
 	}
+	if took > 20*time.Second || !strings.Contains(s.Log(), "etcd closed") {
+		t.Errorf("SIGTERM with a node: took %s (want ≤ 20 s), etcd closed cleanly: %v", took, strings.Contains(s.Log(), "etcd closed"))
+	}
+	t.Logf("shutdown with a node took %.1fs", took.Seconds())
 	s.Start()
 	check("after restart")
 

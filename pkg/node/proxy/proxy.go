@@ -48,7 +48,7 @@ func (p *Proxy) Run(ctx context.Context, ready func()) error {
 	cmd.SetArgs(p.Args())
 	cmd.SilenceUsage = true
 	errCh := make(chan error, 1)
-	go func() { errCh <- cmd.ExecuteContext(context.WithoutCancel(ctx)) }()
+	go func() { errCh <- cmd.ExecuteContext(ctx) }()
 	ready()
 	select {
 	case err := <-errCh:
