@@ -11,10 +11,12 @@ RUNS=${RUNS:-3}
 work=$(mktemp -d /tmp/distro-bench.XXXXXX)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MKIMAGE=${MKIMAGE:-$ROOT/build/mkimage}
-PARTS=${BENCH_PARTS:-controlplane,node}
+PARTS=${BENCH_PARTS:-controlplane,node,agent}
 cleanup() {
 	kill $(jobs -p) 2>/dev/null || true
-	[ -d "$work/node" ] && DISTRO_DATA_DIR="$work/node" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
+	for d in "$work/node" "$work/agent"; do
+		[ -d "$d" ] && DISTRO_DATA_DIR="$d" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
+	done
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -104,5 +106,20 @@ if [[ $PARTS == *node* ]]; then
 		case $(readlink /proc/$p/exe) in "$data"/data/*) echo "$p" ;; esac
 	done)
 	echo "RSS after ${IDLE_SECONDS:-30} s idle: distro + containerd $(tree_rss_mb "$SERVER_PID") MB; with shims and pods $(tree_rss_mb "$SERVER_PID" $shims) MB  (target ≤ 360 MB)"
+	stop_server
+fi
+
+if [[ $PARTS == *agent* ]]; then
+	start_server "$work/agent-server" "$work/agent-server.log"
+	agent_start=$(date +%s.%N)
+	"$BIN" agent --config "$work/config.yaml" --server "https://127.0.0.1:$PORT" \
+		--token-file "$work/agent-server/server/token" --data-dir "$work/agent" --node-name bench-agent > "$work/agent.log" 2>&1 &
+	AGENT_PID=$!
+	for _ in $(seq 1 600); do grep -q " Ready in " "$work/agent.log" && break; sleep 0.1; done
+	ready=$(grep -o "node [^ ]* Ready in [0-9.]* s" "$work/agent.log" | awk '{print $5}')
+	echo "agent: join to node Ready (server up):           ${ready:-?} s  (target ≤ 5 s)"
+	sleep "${IDLE_SECONDS:-30}"
+	echo "agent RSS after ${IDLE_SECONDS:-30} s idle (distro agent + containerd): $(tree_rss_mb "$AGENT_PID") MB  (target ≤ 120 MB)"
+	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true
 	stop_server
 fi

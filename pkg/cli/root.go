@@ -48,7 +48,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(), newKubectlCommand(), &cobra.Command{
+	root.AddCommand(newServerCommand(), newAgentCommand(), newKubectlCommand(), &cobra.Command{
 		Use:                "ctr",
 		Short:              "Run containerd's ctr against distro's containerd (namespace k8s.io)",
 		DisableFlagParsing: true,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -316,6 +317,73 @@ func (n *Node) Validate() error {
 		if _, err := ParseArgs(name, args); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// Agent is the configuration of `distro agent`.
+type Agent struct {
+	ConfigFile string
+	Server     string
+	Token      string
+	TokenFile  string
+	DataDir    string
+	NodeIP     string
+	Node
+}
+
+// AddAgentFlags binds the agent flags to a.
+func AddAgentFlags(fs *pflag.FlagSet, a *Agent) {
+	fs.StringVarP(&a.ConfigFile, "config", "c", DefaultConfigFile, "config file (YAML, same keys as the long flags)")
+	fs.StringVarP(&a.Server, "server", "s", "", "server to join, https://<server>:6443")
+	fs.StringVarP(&a.Token, "token", "t", "", "join token (K10… from the server's <data-dir>/server/token)")
+	fs.StringVar(&a.TokenFile, "token-file", "", "file holding the join token")
+	fs.StringVarP(&a.DataDir, "data-dir", "d", "/var/lib/distro", "folder that holds state")
+	fs.StringVar(&a.NodeIP, "node-ip", "", "IP address of this node (default: address of the default route's interface)")
+	AddNodeFlags(fs, &a.Node)
+}
+
+// Validate checks the agent settings and fills in defaults.
+func (a *Agent) Validate() error {
+	if a.Server == "" {
+		return errors.New("--server is required (https://<server>:6443)")
+	}
+	u, err := url.Parse(a.Server)
+	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+		return fmt.Errorf("--server %q: expected https://<host>:<port>", a.Server)
+	}
+	a.Server = strings.TrimSuffix(a.Server, "/")
+	if a.Token != "" && a.TokenFile != "" {
+		return errors.New("give --token or --token-file, not both")
+	}
+	if a.TokenFile != "" {
+		data, err := os.ReadFile(a.TokenFile)
+		if err != nil {
+			return fmt.Errorf("--token-file: %v", err)
+		}
+		a.Token = strings.TrimSpace(string(data))
+	}
+	if a.Token == "" {
+		return errors.New("--token or --token-file is required")
+	}
+	if a.DataDir == "" {
+		return errors.New("--data-dir must not be empty")
+	}
+	if a.DataDir, err = filepath.Abs(a.DataDir); err != nil {
+		return err
+	}
+	if a.NodeIP != "" && net.ParseIP(a.NodeIP) == nil {
+		return fmt.Errorf("--node-ip %q is not an IP address", a.NodeIP)
+	}
+	if err := a.Node.Validate(); err != nil {
+		return err
+	}
+	if a.NodeIP == "" {
+		ip, err := DefaultIP()
+		if err != nil {
+			return fmt.Errorf("--node-ip not given and none found: %v", err)
+		}
+		a.NodeIP = ip.String()
 	}
 	return nil
 }

@@ -4,13 +4,16 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 	"time"
 
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
+	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	apiapp "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	apioptions "k8s.io/kubernetes/cmd/kube-apiserver/app/options"
@@ -23,6 +26,9 @@ type APIServer struct {
 	Args []string
 	// Client is used to poll /readyz; set before Run.
 	Client kubernetes.Interface
+	// Wrap, when set, wraps the apiserver's whole handler chain: distro's
+	// join API is served on the apiserver's own port this way.
+	Wrap func(http.Handler) http.Handler
 }
 
 // APIServerInput is what the apiserver flags are made of.
@@ -106,7 +112,36 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 		return utilerrors.NewAggregate(errs)
 	}
 	go a.waitReady(ctx, ready)
-	return apiapp.Run(ctx, completed)
+	// What apiapp.Run does, with the handler chain wrapped.
+	if completed.InformerName == nil {
+		if completed.InformerName, err = cache.NewInformerName("kube-apiserver"); err != nil {
+			return err
+		}
+	}
+	config, err := apiapp.NewConfig(completed)
+	if err != nil {
+		return err
+	}
+	if a.Wrap != nil {
+		gc := &config.Aggregator.GenericConfig.Config
+		build := gc.BuildHandlerChainFunc
+		gc.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+			return a.Wrap(build(h, c))
+		}
+	}
+	cc, err := config.Complete()
+	if err != nil {
+		return err
+	}
+	server, err := apiapp.CreateServerChain(cc)
+	if err != nil {
+		return err
+	}
+	prepared, err := server.PrepareRun()
+	if err != nil {
+		return err
+	}
+	return prepared.Run(ctx)
 }
 
 // waitReady polls /readyz until it answers ok.

@@ -138,6 +138,20 @@ func (l Leaf) Ensure(dir string) (certPEM, keyPEM []byte, err error) {
 	return encodeCert(cert), keyPEM, nil
 }
 
+// Issue signs a new certificate for l in memory and returns the
+// certificate and key PEM.
+func (l Leaf) Issue() (certPEM, keyPEM []byte, err error) {
+	cert, key, err := l.issue(LeafValidity)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return encodeCert(cert), keyPEM, nil
+}
+
 // staleReason says why cert must be reissued, or "" when it is fine.
 func (l Leaf) staleReason(cert *x509.Certificate) string {
 	if err := cert.CheckSignatureFrom(l.CA.Cert); err != nil {

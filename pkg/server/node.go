@@ -1,17 +1,11 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"path/filepath"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 
 	"distro/pkg/bundle"
 	"distro/pkg/component"
@@ -67,39 +61,6 @@ func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string,
 		Labels: cfg.NodeLabels, Taints: cfg.NodeTaints, KubeletArgs: kubeletArgs, KubeProxyArgs: proxyArgs,
 		ProxyMode: cfg.ProxyMode, Creds: creds,
 	}, rt)
-	watch := component.Func{N: "node " + cfg.NodeName, F: func(ctx context.Context, ready func()) error {
-		return watchNode(ctx, admin, cfg.NodeName, start, ready)
-	}}
+	watch := node.ReadyLogger(admin, cfg.NodeName, start, map[string]string{ControlPlaneLabel: "true"})
 	return append(comps, watch), nil
-}
-
-// watchNode labels the server's node as control plane (the kubelet may not
-// set node-role labels itself) and logs when it turns Ready.
-func watchNode(ctx context.Context, client kubernetes.Interface, name string, start time.Time, ready func()) error {
-	ready()
-	labeled, logged := false, false
-	_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil
-		}
-		if !labeled {
-			if n.Labels[ControlPlaneLabel] != "true" {
-				patch := fmt.Sprintf(`{"metadata":{"labels":{%q:"true"}}}`, ControlPlaneLabel)
-				if _, err := client.CoreV1().Nodes().Patch(ctx, name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
-					return false, nil
-				}
-			}
-			labeled = true
-		}
-		for _, c := range n.Status.Conditions {
-			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue && !logged {
-				klog.Infof("node %s Ready in %.2f s", name, time.Since(start).Seconds())
-				logged = true
-			}
-		}
-		return labeled && logged, nil
-	})
-	<-ctx.Done()
-	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"distro/pkg/controlplane"
 	"distro/pkg/datadir"
 	"distro/pkg/etcd"
+	"distro/pkg/join"
 	"distro/pkg/pki"
 	"distro/pkg/token"
 )
@@ -100,7 +101,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return fmt.Errorf("certificates: %w", err)
 	}
 	caBundle := pki.Bundle(certs.ServerCA)
-	if _, err := token.Ensure(paths.Token, pki.CAHash(caBundle), cfg.Token); err != nil {
+	tok, err := token.Ensure(paths.Token, pki.CAHash(caBundle), cfg.Token)
+	if err != nil {
 		return err
 	}
 	localURL := controlplane.LocalURL(cfg.BindAddress, cfg.HTTPSListenPort)
@@ -123,6 +125,11 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	apiserver.Client = adminClient
+	joinServer := &join.Server{
+		Certs: certs, Secret: tok.Secret, Client: adminClient,
+		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+	}
+	apiserver.Wrap = joinServer.Wrap
 
 	// 3. Components, in dependency order.
 

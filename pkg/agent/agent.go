@@ -1,0 +1,134 @@
+// Package agent wires `distro agent`: join the cluster, then run the same
+// node components as a server's node, with credentials from the join API.
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"distro/pkg/bundle"
+	"distro/pkg/component"
+	"distro/pkg/config"
+	"distro/pkg/datadir"
+	"distro/pkg/fsutil"
+	"distro/pkg/join"
+	"distro/pkg/node"
+	"distro/pkg/pki"
+	"distro/pkg/token"
+)
+
+// Run joins the cluster and runs the node until ctx ends. cfg must be
+// validated.
+func Run(ctx context.Context, cfg *config.Agent) error {
+	start := time.Now()
+	tok, err := token.Parse(cfg.Token)
+	if err != nil {
+		return fmt.Errorf("--token: %w", err)
+	}
+	paths := datadir.NewAgent(cfg.DataDir)
+	if err := os.MkdirAll(paths.Cred, 0o700); err != nil {
+		return fmt.Errorf("--data-dir %s is not writable: %v", cfg.DataDir, err)
+	}
+	password, err := nodePassword(filepath.Join(paths.Root, "node-password"))
+	if err != nil {
+		return err
+	}
+
+	// 1. Join: credentials and cluster settings from the server.
+	klog.Infof("joining %s as node %s", cfg.Server, cfg.NodeName)
+	jc := &join.Client{Server: cfg.Server, Token: tok, NodeName: cfg.NodeName, NodePassword: password, NodeIPs: []string{cfg.NodeIP}}
+	nc, err := jc.Join(ctx)
+	if err != nil {
+		return err
+	}
+	creds, err := writeCreds(paths, cfg.Server, nc)
+	if err != nil {
+		return err
+	}
+	klog.Infof("joined %s in %.2f s", cfg.Server, time.Since(start).Seconds())
+
+	// 2. The node.
+	rt, err := bundle.Extract(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs)
+	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
+	comps := node.Components(node.Config{
+		Name: cfg.NodeName, IP: cfg.NodeIP, DataDir: cfg.DataDir,
+		ClusterCIDR: nc.ClusterCIDR, ClusterDNS: nc.ClusterDNS, ClusterDomain: nc.ClusterDomain,
+		Labels: cfg.NodeLabels, Taints: cfg.NodeTaints, KubeletArgs: kubeletArgs, KubeProxyArgs: proxyArgs,
+		ProxyMode: cfg.ProxyMode, Creds: creds,
+	}, rt)
+	kc, err := clientcmd.BuildConfigFromFlags("", creds.KubeletKubeconfig)
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(kc)
+	if err != nil {
+		return err
+	}
+	comps = append(comps, node.ReadyLogger(client, cfg.NodeName, start, nil))
+	return component.Starter{}.Run(ctx, comps, nil)
+}
+
+// nodePassword returns this host's node password, made once: the server
+// remembers it per node name, so another host cannot take the name over.
+func nodePassword(path string) (string, error) {
+	if data, err := os.ReadFile(path); err == nil {
+		if p := strings.TrimSpace(string(data)); len(p) >= 16 {
+			return p, nil
+		}
+	}
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	p := hex.EncodeToString(b)
+	return p, fsutil.WriteFileAtomic(path, []byte(p+"\n"), 0o600)
+}
+
+// writeCreds writes what the join returned as the node's files.
+func writeCreds(paths datadir.Agent, server string, nc *join.NodeConfig) (node.Credentials, error) {
+	c := node.Credentials{
+		KubeletKubeconfig:   filepath.Join(paths.Cred, "kubelet.kubeconfig"),
+		KubeProxyKubeconfig: filepath.Join(paths.Cred, "kube-proxy.kubeconfig"),
+		FlannelKubeconfig:   filepath.Join(paths.Cred, "flannel.kubeconfig"),
+		ClientCA:            filepath.Join(paths.Cred, "client-ca.crt"),
+		ServingCert:         filepath.Join(paths.Cred, "kubelet-serving.crt"),
+		ServingKey:          filepath.Join(paths.Cred, "kubelet-serving.key"),
+	}
+	ca := []byte(nc.ServerCA)
+	for path, pair := range map[string][2]string{
+		c.KubeletKubeconfig:   {nc.KubeletCert, nc.KubeletKey},
+		c.KubeProxyKubeconfig: {nc.KubeProxyCert, nc.KubeProxyKey},
+		c.FlannelKubeconfig:   {nc.FlannelCert, nc.FlannelKey},
+	} {
+		if err := pki.WriteKubeconfig(path, 0o600, server, ca, []byte(pair[0]), []byte(pair[1])); err != nil {
+			return c, err
+		}
+	}
+	for path, data := range map[string]struct {
+		s    string
+		mode os.FileMode
+	}{
+		c.ClientCA:    {nc.ClientCA, 0o644},
+		c.ServingCert: {nc.KubeletServingCert, 0o644},
+		c.ServingKey:  {nc.KubeletServingKey, 0o600},
+	} {
+		if err := fsutil.WriteFileAtomic(path, []byte(data.s), data.mode); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}

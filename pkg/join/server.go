@@ -1,0 +1,147 @@
+package join
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"distro/pkg/pki"
+)
+
+// Server answers agents.
+type Server struct {
+	Certs  *pki.ServerCerts
+	Secret string // the token secret
+	Client kubernetes.Interface
+	// Cluster settings handed to agents.
+	ClusterCIDR, ServiceCIDR, ClusterDNS, ClusterDomain string
+}
+
+// Wrap serves the join routes and passes every other request to next
+// untouched.
+func (s *Server) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case CACertsPath:
+			w.Header().Set("Content-Type", "application/x-pem-file")
+			w.Write(pki.Bundle(s.Certs.ServerCA))
+		case NodePath:
+			s.node(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func fail(w http.ResponseWriter, code int, format string, args ...interface{}) {
+	msg := fmt.Sprintf(format, args...)
+	http.Error(w, msg, code)
+}
+
+func (s *Server) node(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		fail(w, http.StatusMethodNotAllowed, "use POST")
+		return
+	}
+	user, secret, ok := r.BasicAuth()
+	if !ok || user != "server" || subtle.ConstantTimeCompare([]byte(secret), []byte(s.Secret)) != 1 {
+		fail(w, http.StatusUnauthorized, "token rejected")
+		return
+	}
+	name := r.Header.Get(headerNodeName)
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		fail(w, http.StatusBadRequest, "node name %q: %s", name, errs[0])
+		return
+	}
+	password := r.Header.Get(headerNodePassword)
+	if len(password) < 16 {
+		fail(w, http.StatusBadRequest, "node password missing")
+		return
+	}
+	var ips []net.IP
+	for _, a := range strings.Split(r.Header.Get(headerNodeIP), ",") {
+		if ip := net.ParseIP(strings.TrimSpace(a)); ip != nil {
+			ips = append(ips, ip)
+		}
+	}
+	if err := s.checkNodePassword(r, name, password); err != nil {
+		klog.Warningf("join: node %s from %s refused: %v", name, r.RemoteAddr, err)
+		fail(w, http.StatusForbidden, "%v", err)
+		return
+	}
+	nc, err := s.issue(name, ips)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "issue credentials: %v", err)
+		return
+	}
+	klog.Infof("join: issued credentials to node %s (%s)", name, r.RemoteAddr)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(nc)
+}
+
+func (s *Server) issue(name string, ips []net.IP) (*NodeConfig, error) {
+	c := s.Certs
+	client, serving := pki.NodeLeaves(c.ServerCA, c.ClientCA, name, ips)
+	nc := &NodeConfig{
+		ServerCA: string(c.ServerCA.PEM), ClientCA: string(c.ClientCA.PEM),
+		ClusterCIDR: s.ClusterCIDR, ServiceCIDR: s.ServiceCIDR, ClusterDNS: s.ClusterDNS, ClusterDomain: s.ClusterDomain,
+		FlannelBackend: "vxlan",
+	}
+	for _, x := range []struct {
+		leaf      pki.Leaf
+		cert, key *string
+	}{
+		{client, &nc.KubeletCert, &nc.KubeletKey},
+		{serving, &nc.KubeletServingCert, &nc.KubeletServingKey},
+	} {
+		cert, key, err := x.leaf.Issue()
+		if err != nil {
+			return nil, err
+		}
+		*x.cert, *x.key = string(cert), string(key)
+	}
+	kp, fl := c.Clients["kube-proxy"], c.Clients["flannel"]
+	nc.KubeProxyCert, nc.KubeProxyKey = string(kp[0]), string(kp[1])
+	nc.FlannelCert, nc.FlannelKey = string(fl[0]), string(fl[1])
+	return nc, nil
+}
+
+// PasswordSecretName is the kube-system Secret holding a node's password
+// hash.
+func PasswordSecretName(node string) string { return node + ".node-password.distro" }
+
+// checkNodePassword stores the hash of a new node's password, and refuses a
+// known node whose password differs: another host is using its name.
+func (s *Server) checkNodePassword(r *http.Request, name, password string) error {
+	sum := sha256.Sum256([]byte(name + ":" + password))
+	hash := hex.EncodeToString(sum[:])
+	secrets := s.Client.CoreV1().Secrets(metav1.NamespaceSystem)
+	sec, err := secrets.Get(r.Context(), PasswordSecretName(name), metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		_, err = secrets.Create(r.Context(), &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Name: PasswordSecretName(name), Labels: map[string]string{"app.kubernetes.io/managed-by": "distro"}},
+			Type:       "distro.io/node-password",
+			StringData: map[string]string{"hash": hash},
+		}, metav1.CreateOptions{})
+		return err
+	case err != nil:
+		return err
+	}
+	if subtle.ConstantTimeCompare(sec.Data["hash"], []byte(hash)) != 1 {
+		return fmt.Errorf("node password rejected: node name %q belongs to another host; if this host replaces it, delete the node and the secret kube-system/%s", name, PasswordSecretName(name))
+	}
+	return nil
+}
