@@ -16,7 +16,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"distro/pkg/bundle"
 	"distro/pkg/component"
 	"distro/pkg/config"
 	"distro/pkg/datadir"
@@ -58,18 +57,14 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	klog.Infof("joined %s in %.2f s", cfg.Server, time.Since(start).Seconds())
 
 	// 2. The node.
-	rt, err := bundle.Extract(cfg.DataDir)
+	comps, err := node.Components(node.Config{
+		Node: cfg.Node, IP: cfg.NodeIP, DataDir: cfg.DataDir,
+		ClusterCIDR: nc.ClusterCIDR, ClusterDNS: nc.ClusterDNS, ClusterDomain: nc.ClusterDomain,
+		Creds: creds,
+	})
 	if err != nil {
 		return err
 	}
-	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs)
-	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
-	comps := node.Components(node.Config{
-		Name: cfg.NodeName, IP: cfg.NodeIP, DataDir: cfg.DataDir,
-		ClusterCIDR: nc.ClusterCIDR, ClusterDNS: nc.ClusterDNS, ClusterDomain: nc.ClusterDomain,
-		Labels: cfg.NodeLabels, Taints: cfg.NodeTaints, KubeletArgs: kubeletArgs, KubeProxyArgs: proxyArgs,
-		ProxyMode: cfg.ProxyMode, Creds: creds,
-	}, rt)
 	kc, err := clientcmd.BuildConfigFromFlags("", creds.KubeletKubeconfig)
 	if err != nil {
 		return err

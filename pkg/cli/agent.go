@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"context"
+
 	"github.com/spf13/cobra"
 
 	"distro/pkg/agent"
@@ -13,19 +15,7 @@ func newAgentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Join a cluster as a worker node",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			fs := cmd.Flags()
-			if err := config.ApplyFile(fs, cfg.ConfigFile, fs.Changed("config")); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			processSetup()
-			ctx, cancel := signalContext()
-			defer cancel()
-			return agent.Run(ctx, cfg)
-		},
+		RunE:  runWith(&cfg.ConfigFile, cfg.Validate, func(ctx context.Context) error { return agent.Run(ctx, cfg) }),
 	}
 	config.AddAgentFlags(cmd.Flags(), cfg)
 	return cmd

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/rest"
 	logsapi "k8s.io/component-base/logs/api/v1"
 
+	"distro/pkg/config"
 	"distro/pkg/node/containerd"
 	"distro/pkg/version"
 )
@@ -73,4 +74,22 @@ func processSetup() {
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	// In-process clients should not log the apiserver's warnings to them.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+}
+
+// runWith is the RunE of server and agent: the config file under the flags
+// (flags win), validation, process-wide setup, then run until a signal.
+func runWith(configFile *string, validate func() error, run func(ctx context.Context) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		fs := cmd.Flags()
+		if err := config.ApplyFile(fs, *configFile, fs.Changed("config")); err != nil {
+			return err
+		}
+		if err := validate(); err != nil {
+			return err
+		}
+		processSetup()
+		ctx, cancel := signalContext()
+		defer cancel()
+		return run(ctx)
+	}
 }

@@ -15,19 +15,15 @@ import (
 	"distro/pkg/node/proxy"
 )
 
-// Config is what a node needs.
+// Config is what a node needs: its flags, where it lives, the cluster's
+// settings and its credentials.
 type Config struct {
-	Name          string
+	config.Node
 	IP            string
 	DataDir       string
 	ClusterCIDR   string
 	ClusterDNS    string
 	ClusterDomain string
-	Labels        []string
-	Taints        []string
-	KubeletArgs   []config.Arg
-	KubeProxyArgs []config.Arg
-	ProxyMode     string
 	Creds         Credentials
 }
 
@@ -42,24 +38,30 @@ type Credentials struct {
 	ServingKey          string
 }
 
-// Components returns the node's components in boot order. podCIDR is
-// looked up by the CNI component through the kubelet kubeconfig.
-func Components(cfg Config, rt bundle.Dir) []component.Component {
+// Components extracts the runtime bundle and returns the node's components
+// in boot order.
+func Components(cfg Config) ([]component.Component, error) {
+	rt, err := bundle.Extract(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs) // checked by Validate
+	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
 	paths := datadir.NewAgent(cfg.DataDir)
 	return []component.Component{
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin()},
 		&images.Importer{Socket: paths.Socket, Dirs: []string{rt.Images(), paths.Images}},
-		&cni.Network{Paths: paths, NodeName: cfg.Name, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR},
+		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR},
 		&kubelet.Kubelet{
-			Paths: paths, NodeName: cfg.Name, NodeIP: cfg.IP,
+			Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP,
 			ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
-			Labels: cfg.Labels, Taints: cfg.Taints, Extra: cfg.KubeletArgs,
+			Labels: cfg.NodeLabels, Taints: cfg.NodeTaints, Extra: kubeletArgs,
 			Kubeconfig: cfg.Creds.KubeletKubeconfig, ClientCA: cfg.Creds.ClientCA,
 			ServingCert: cfg.Creds.ServingCert, ServingKey: cfg.Creds.ServingKey,
 		},
 		&proxy.Proxy{
-			NodeName: cfg.Name, ClusterCIDR: cfg.ClusterCIDR, Mode: cfg.ProxyMode,
-			Kubeconfig: cfg.Creds.KubeProxyKubeconfig, Extra: cfg.KubeProxyArgs,
+			NodeName: cfg.NodeName, ClusterCIDR: cfg.ClusterCIDR, Mode: cfg.ProxyMode,
+			Kubeconfig: cfg.Creds.KubeProxyKubeconfig, Extra: proxyArgs,
 		},
-	}
+	}, nil
 }

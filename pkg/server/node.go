@@ -7,7 +7,6 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
-	"distro/pkg/bundle"
 	"distro/pkg/component"
 	"distro/pkg/config"
 	"distro/pkg/datadir"
@@ -23,10 +22,6 @@ const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
 // local PKI, the runtime bundle, and the node components.
 func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string, start time.Time, admin kubernetes.Interface) ([]component.Component, error) {
 	paths := datadir.NewAgent(cfg.DataDir)
-	rt, err := bundle.Extract(cfg.DataDir)
-	if err != nil {
-		return nil, err
-	}
 	ips := uniqueIPs(cfg.NodeIP)
 	nc, err := pki.EnsureNode(paths.Cred, certs.ServerCA, certs.ClientCA, cfg.NodeName, ips)
 	if err != nil {
@@ -53,14 +48,14 @@ func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string,
 	if err := fsutil.WriteFileAtomic(creds.ClientCA, certs.ClientCA.PEM, 0o644); err != nil {
 		return nil, err
 	}
-	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs)
-	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
-	comps := node.Components(node.Config{
-		Name: cfg.NodeName, IP: cfg.NodeIP, DataDir: cfg.DataDir,
+	comps, err := node.Components(node.Config{
+		Node: cfg.Node, IP: cfg.NodeIP, DataDir: cfg.DataDir,
 		ClusterCIDR: cfg.ClusterCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
-		Labels: cfg.NodeLabels, Taints: cfg.NodeTaints, KubeletArgs: kubeletArgs, KubeProxyArgs: proxyArgs,
-		ProxyMode: cfg.ProxyMode, Creds: creds,
-	}, rt)
+		Creds: creds,
+	})
+	if err != nil {
+		return nil, err
+	}
 	watch := node.ReadyLogger(admin, cfg.NodeName, start, map[string]string{ControlPlaneLabel: "true"})
 	return append(comps, watch), nil
 }
