@@ -22,7 +22,7 @@ tree() {
 for p in $(pids_of "distro (server|agent)"); do kill -TERM "$p" 2>/dev/null; done
 sleep 1
 for p in $(pids_of "distro (server|agent)"); do kill -KILL "$p" 2>/dev/null; done
-for p in $(pids_of "^containerd --config .*/agent/etc/containerd/config.toml"); do kill -KILL "$p" 2>/dev/null; done
+for p in $(pids_of "containerd --config .*/agent/etc/containerd/config.toml"); do kill -KILL "$p" 2>/dev/null; done
 
 # 2. Shims started from distro's bundle, with every container under them.
 for p in $(pgrep -f containerd-shim-runc-v2 2>/dev/null); do

@@ -3,6 +3,7 @@
 # processes rather than links into bin/distro:
 #
 #   OUT/bin/runc                       opencontainers/runc (cgo, static, seccomp)
+#   OUT/bin/containerd                 containerd/containerd/v2 (CGO_ENABLED=0)
 #   OUT/bin/containerd-shim-runc-v2    containerd/containerd/v2 (CGO_ENABLED=0)
 #   OUT/bin/{bridge,host-local,loopback,portmap,bandwidth,firewall}
 #                                      containernetworking/plugins (CGO_ENABLED=0)
@@ -92,6 +93,13 @@ log "containerd-shim-runc-v2 $ctrd_v (CGO_ENABLED=0)"
 CGO_ENABLED=0 "${GOBUILD[@]}" -tags no_grpc \
 	-ldflags "-s -w -X $CTRD_MOD/version.Version=$ctrd_v -X $CTRD_MOD/version.Package=$CTRD_MOD" \
 	-o "$out/bin/containerd-shim-runc-v2" $CTRD_MOD/cmd/containerd-shim-runc-v2
+
+# --- containerd itself: its own binary, so its process does not carry (and
+# initialise) every Kubernetes package linked into distro.
+log "containerd $ctrd_v (CGO_ENABLED=0)"
+CGO_ENABLED=0 "${GOBUILD[@]}" -tags "no_btrfs no_devmapper no_zfs" \
+	-ldflags "-s -w -X $CTRD_MOD/version.Version=$ctrd_v -X $CTRD_MOD/version.Package=$CTRD_MOD" \
+	-o "$out/bin/containerd" $CTRD_MOD/cmd/containerd
 
 # --- CNI plugins: one `go build` for all six (shared compile work).
 cni_plugins=(main/bridge ipam/host-local main/loopback meta/portmap meta/bandwidth meta/firewall)

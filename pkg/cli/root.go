@@ -24,8 +24,6 @@ func Main() int {
 	switch filepath.Base(os.Args[0]) {
 	case "kubectl":
 		return runKubectl(os.Args[1:])
-	case "containerd":
-		return containerd.Main(os.Args[1:])
 	case "ctr":
 		return containerd.CtrMain(os.Args[1:])
 	}

@@ -1,6 +1,7 @@
-// Package containerd runs distro's own containerd: the distro binary
-// re-executed under the name containerd, with its root, state and socket
-// apart from any containerd or Docker on the host.
+// Package containerd runs distro's own containerd: the upstream daemon from
+// the runtime bundle carried in the distro binary (a process of its own, so
+// it does not pay for the Kubernetes packages linked into distro), with its
+// root, state and socket apart from any containerd or Docker on the host.
 package containerd
 
 import (
@@ -97,12 +98,7 @@ func (c *Containerd) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	defer logf.Close()
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(self, "--config", cfgPath)
-	cmd.Args[0] = "containerd"
+	cmd := exec.Command(filepath.Join(c.Bin, "containerd"), "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "PATH="+c.Bin+":"+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
