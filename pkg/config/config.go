@@ -336,7 +336,7 @@ type Agent struct {
 func AddAgentFlags(fs *pflag.FlagSet, a *Agent) {
 	fs.StringVarP(&a.ConfigFile, "config", "c", DefaultConfigFile, "config file (YAML, same keys as the long flags)")
 	fs.StringVarP(&a.Server, "server", "s", "", "server to join, https://<server>:6443")
-	fs.StringVarP(&a.Token, "token", "t", "", "join token (K10… from the server's <data-dir>/server/token)")
+	fs.StringVarP(&a.Token, "token", "t", "", "join token (K10… from the server's <data-dir>/server/token; or $DISTRO_TOKEN)")
 	fs.StringVar(&a.TokenFile, "token-file", "", "file holding the join token")
 	fs.StringVarP(&a.DataDir, "data-dir", "d", "/var/lib/distro", "folder that holds state")
 	fs.StringVar(&a.NodeIP, "node-ip", "", "IP address of this node (default: address of the default route's interface)")
@@ -364,7 +364,10 @@ func (a *Agent) Validate() error {
 		a.Token = strings.TrimSpace(string(data))
 	}
 	if a.Token == "" {
-		return errors.New("--token or --token-file is required")
+		a.Token = strings.TrimSpace(os.Getenv("DISTRO_TOKEN")) // keeps the secret off the command line
+	}
+	if a.Token == "" {
+		return errors.New("--token, --token-file or $DISTRO_TOKEN is required")
 	}
 	if a.DataDir == "" {
 		return errors.New("--data-dir must not be empty")

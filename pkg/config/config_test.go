@@ -143,3 +143,33 @@ func TestParseArgs(t *testing.T) {
 		}
 	}
 }
+
+func TestAgentValidate(t *testing.T) {
+	base := func() *Agent {
+		return &Agent{Server: "https://192.0.2.1:6443", DataDir: t.TempDir(), NodeIP: "192.0.2.2", Node: Node{NodeName: "w1", ProxyMode: "iptables"}}
+	}
+	a := base()
+	t.Setenv("DISTRO_TOKEN", "K10abc::server:s")
+	if err := a.Validate(); err != nil || a.Token != "K10abc::server:s" {
+		t.Fatalf("token from $DISTRO_TOKEN: %v %q", err, a.Token)
+	}
+	t.Setenv("DISTRO_TOKEN", "")
+	for name, tc := range map[string]struct {
+		mod  func(*Agent)
+		want string
+	}{
+		"no server":    {func(a *Agent) { a.Server = "" }, "--server"},
+		"http server":  {func(a *Agent) { a.Server = "http://x:6443" }, "--server"},
+		"no token":     {func(a *Agent) {}, "--token"},
+		"both tokens":  {func(a *Agent) { a.Token, a.TokenFile = "x", "/y" }, "not both"},
+		"missing file": {func(a *Agent) { a.TokenFile = "/nonexistent/token" }, "--token-file"},
+		"bad node ip":  {func(a *Agent) { a.Token, a.NodeIP = "x", "1.2" }, "--node-ip"},
+		"bad taint":    {func(a *Agent) { a.Token, a.NodeTaints = "x", []string{"a=b"} }, "--node-taint"},
+	} {
+		a := base()
+		tc.mod(a)
+		if err := a.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+	}
+}
