@@ -17,7 +17,7 @@ LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
 UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/...
 
-.PHONY: all deps build runtime test unit integration bench clean
+.PHONY: all deps build runtime test unit integration e2e image bench clean
 
 all: deps build
 
@@ -55,6 +55,20 @@ $(MKIMAGE): scripts/runtime/mkimage/main.go scripts/runtime/go.mod
 
 integration: build $(MKIMAGE)
 	DISTRO_BIN=$(CURDIR)/$(BIN) MKIMAGE=$(CURDIR)/$(MKIMAGE) $(GO) test -count=1 -v -timeout 20m ./tests/integration/...
+
+# The node image, FROM scratch: the binary and a userland from Debian
+# packages (no registry).
+IMAGE ?= distro:dev
+image: build
+	scripts/docker-rootfs.sh build/rootfs
+	docker build -q -t $(IMAGE) .
+
+# 1 server + 2 agents in Docker.
+e2e: image $(MKIMAGE)
+	$(MKIMAGE) --tag distro.test/busybox:1 --out build/e2e-busybox.tar --entrypoint /bin/sh \
+		--file /bin/busybox:/bin/busybox:0755 --dir /www:0755 --dir /tmp:1777 \
+		$(foreach a,sh httpd sleep nc echo cat hostname,--symlink /bin/$(a):busybox)
+	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 20m ./tests/e2e/...
 
 bench: build $(MKIMAGE)
 	scripts/bench.sh $(CURDIR)/$(BIN)

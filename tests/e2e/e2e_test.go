@@ -1,0 +1,209 @@
+// Package e2e runs a multi-node distro cluster in Docker: one server and two
+// agents, each a container of the image built by `make image`, on a
+// user-defined network.
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+var image = envOr("DISTRO_IMAGE", "distro:dev")
+
+func envOr(k, d string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return d
+}
+
+// runArgs are what a node container needs on these hosts. --privileged is
+// not usable where root lacks CAP_SYS_RESOURCE, so the capabilities are
+// given one by one.
+var runArgs = []string{"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
+	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
+	"--device", "/dev/kmsg", "--tmpfs", "/run", "--tmpfs", "/var/run", "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"}
+
+func docker(args ...string) (string, error) {
+	out, err := exec.Command("docker", args...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+func must(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := docker(args...)
+	if err != nil {
+		t.Fatalf("docker %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
+func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("%s: not done after %s: %v", what, timeout, err)
+}
+
+func TestCluster(t *testing.T) {
+	if _, err := docker("info"); err != nil {
+		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
+	}
+	if _, err := docker("image", "inspect", image); err != nil {
+		t.Fatalf("image %s not found: build it with make image", image)
+	}
+	net := fmt.Sprintf("distro-e2e-%d", os.Getpid())
+	s, a1, a2 := net+"-s1", net+"-a1", net+"-a2"
+	must(t, "network", "create", net)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, c := range []string{s, a1, a2} {
+				out, _ := docker("logs", "--tail", "30", c)
+				t.Logf("--- %s\n%s", c, out)
+			}
+		}
+		docker("rm", "-f", "-v", s, a1, a2, net+"-bad1", net+"-bad2")
+		docker("network", "rm", net)
+	})
+	start := func(name string, args ...string) {
+		must(t, append(append(append([]string{"run", "-d", "--name", name, "--hostname", name, "--network", net}, runArgs...), image), args...)...)
+	}
+	kubectl := func(args ...string) (string, error) {
+		return docker(append([]string{"exec", s, "distro", "kubectl"}, args...)...)
+	}
+	mustKubectl := func(args ...string) string {
+		t.Helper()
+		out, err := kubectl(args...)
+		if err != nil {
+			t.Fatalf("kubectl %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+
+	start(s, "server")
+	var token string
+	eventually(t, 2*time.Minute, "server token", func() error {
+		out, err := docker("exec", s, "cat", "/var/lib/distro/server/token")
+		if err != nil || !strings.HasPrefix(out, "K10") {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		token = out
+		return nil
+	})
+	server := "https://" + s + ":6443"
+
+	// Wrong secret, foreign CA hash: the agent exits non-zero, says why, and
+	// leaves no node.
+	for name, tok := range map[string]string{
+		net + "-bad1": token[:strings.LastIndex(token, ":")+1] + "wrong",
+		net + "-bad2": "K10" + strings.Repeat("0", 64) + token[strings.Index(token, "::"):],
+	} {
+		out, err := docker(append(append(append([]string{"run", "--name", name, "--hostname", name, "--network", net}, runArgs...), image), "agent", "--server", server, "--token", tok)...)
+		if err == nil || !(strings.Contains(out, "rejected the token") || strings.Contains(out, "does not match the CA hash")) {
+			t.Errorf("agent with a bad token: err=%v\n%s", err, out)
+		}
+	}
+
+	start(a1, "agent", "--server", server, "--token", token)
+	start(a2, "agent", "--server", server, "--token", token)
+	eventually(t, 3*time.Minute, "3 nodes Ready", func() error {
+		out, err := kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+		if err != nil || strings.Count(out, "=True") != 3 {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if out, _ := kubectl("get", "nodes", "-o", "name"); strings.Contains(out, "bad") {
+		t.Errorf("a refused agent left a node: %s", out)
+	}
+
+	// Images reach every node through the airgap import (ctr import here).
+	for _, n := range []string{s, a1, a2} {
+		must(t, "cp", os.Getenv("E2E_TEST_IMAGE_TAR"), n+":/tmp/test.tar")
+		must(t, "exec", n, "distro", "ctr", "images", "import", "/tmp/test.tar")
+	}
+	for _, n := range []string{a1, a2} {
+		manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-%s","labels":{"app":"web-%s"}},
+"spec":{"nodeName":%q,"containers":[{"name":"c","image":"distro.test/busybox:1","imagePullPolicy":"Never",
+"command":["/bin/sh","-c","echo hello-%s > /www/index.html; echo started; exec httpd -f -p 8080 -h /www"]}]}}`, n, n, n, n)
+		cmd := exec.Command("docker", "exec", "-i", s, "distro", "kubectl", "apply", "-f", "-")
+		cmd.Stdin = strings.NewReader(manifest)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("apply: %v\n%s", err, out)
+		}
+	}
+	mustKubectl("expose", "pod", "web-"+a2, "--name", "web2", "--port", "80", "--target-port", "8080")
+	mustKubectl("wait", "--for=condition=Ready", "pod/web-"+a1, "pod/web-"+a2, "--timeout=120s")
+	ip2 := mustKubectl("get", "pod", "web-"+a2, "-o", "jsonpath={.status.podIP}")
+	cip := mustKubectl("get", "svc", "web2", "-o", "jsonpath={.spec.clusterIP}")
+	for what, target := range map[string]string{"pod IP (VXLAN)": ip2 + " 8080", "ClusterIP": cip + " 80"} {
+		eventually(t, 30*time.Second, "agent 1 → agent 2 by "+what, func() error {
+			out, err := kubectl("exec", "web-"+a1, "--", "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 3 `+target)
+			if err != nil || !strings.Contains(out, "hello-"+a2) {
+				return fmt.Errorf("%v: %s", err, out)
+			}
+			return nil
+		})
+	}
+	if out := mustKubectl("logs", "web-"+a2); !strings.Contains(out, "started") {
+		t.Errorf("kubectl logs on an agent: %q", out)
+	}
+	if out := mustKubectl("exec", "web-"+a2, "--", "cat", "/www/index.html"); !strings.Contains(out, "hello-"+a2) {
+		t.Errorf("kubectl exec on an agent: %q", out)
+	}
+
+	// docker kill an agent: its node turns NotReady and a Deployment's pods
+	// move to the remaining nodes; restarted, the agent rejoins as itself.
+	dep := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"spread"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"spread"}},
+"template":{"metadata":{"labels":{"app":"spread"}},"spec":{"tolerations":[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":5},{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":5}],
+"containers":[{"name":"c","image":"distro.test/busybox:1","imagePullPolicy":"Never","command":["/bin/sh","-c","exec sleep 100000"]}]}}}}`
+	cmd := exec.Command("docker", "exec", "-i", s, "distro", "kubectl", "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(dep)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	mustKubectl("wait", "--for=condition=Available", "deployment/spread", "--timeout=120s")
+	must(t, "kill", a1)
+	eventually(t, 3*time.Minute, a1+" NotReady", func() error {
+		out, _ := kubectl("get", "node", a1, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if out == "True" {
+			return fmt.Errorf("still Ready")
+		}
+		return nil
+	})
+	eventually(t, 3*time.Minute, "spread pods recreated off "+a1, func() error {
+		out, err := kubectl("get", "pods", "-l", "app=spread", "--field-selector", "status.phase=Running", "-o", "jsonpath={range .items[*]}{.spec.nodeName} {.metadata.deletionTimestamp}|{end}")
+		if err != nil {
+			return err
+		}
+		running := 0
+		for _, p := range strings.Split(out, "|") {
+			f := strings.Fields(p)
+			if len(f) == 1 && f[0] != a1 {
+				running++
+			}
+		}
+		if running < 3 {
+			return fmt.Errorf("%d of 3 running off %s: %s", running, a1, out)
+		}
+		return nil
+	})
+	must(t, "start", a1)
+	eventually(t, 3*time.Minute, a1+" Ready again as the same node", func() error {
+		out, err := kubectl("get", "node", a1, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil || out != "True" {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+}
