@@ -95,14 +95,7 @@ func nodePassword(path string) (string, error) {
 
 // writeCreds writes what the join returned as the node's files.
 func writeCreds(paths datadir.Agent, server string, nc *join.NodeConfig) (node.Credentials, error) {
-	c := node.Credentials{
-		KubeletKubeconfig:   filepath.Join(paths.Cred, "kubelet.kubeconfig"),
-		KubeProxyKubeconfig: filepath.Join(paths.Cred, "kube-proxy.kubeconfig"),
-		FlannelKubeconfig:   filepath.Join(paths.Cred, "flannel.kubeconfig"),
-		ClientCA:            filepath.Join(paths.Cred, "client-ca.crt"),
-		ServingCert:         filepath.Join(paths.Cred, "kubelet-serving.crt"),
-		ServingKey:          filepath.Join(paths.Cred, "kubelet-serving.key"),
-	}
+	c := node.CredentialsIn(paths.Cred)
 	ca := []byte(nc.ServerCA)
 	for path, pair := range map[string][2]string{
 		c.KubeletKubeconfig:   {nc.KubeletCert, nc.KubeletKey},

@@ -4,6 +4,8 @@
 package node
 
 import (
+	"path/filepath"
+
 	"distro/pkg/bundle"
 	"distro/pkg/component"
 	"distro/pkg/config"
@@ -36,6 +38,19 @@ type Credentials struct {
 	ClientCA            string
 	ServingCert         string
 	ServingKey          string
+}
+
+// CredentialsIn returns the standard credential file paths in dir (the
+// server's PKI and the agent's join write the same files).
+func CredentialsIn(dir string) Credentials {
+	return Credentials{
+		KubeletKubeconfig:   filepath.Join(dir, "kubelet.kubeconfig"),
+		KubeProxyKubeconfig: filepath.Join(dir, "kube-proxy.kubeconfig"),
+		FlannelKubeconfig:   filepath.Join(dir, "flannel.kubeconfig"),
+		ClientCA:            filepath.Join(dir, "client-ca.crt"),
+		ServingCert:         filepath.Join(dir, "kubelet-serving.crt"),
+		ServingKey:          filepath.Join(dir, "kubelet-serving.key"),
+	}
 }
 
 // Components extracts the runtime bundle and returns the node's components

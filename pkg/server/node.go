@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -28,14 +27,7 @@ func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string,
 		return nil, fmt.Errorf("node certificates: %w", err)
 	}
 	caBundle := pki.Bundle(certs.ServerCA)
-	creds := node.Credentials{
-		KubeletKubeconfig:   filepath.Join(paths.Cred, "kubelet.kubeconfig"),
-		KubeProxyKubeconfig: filepath.Join(paths.Cred, "kube-proxy.kubeconfig"),
-		FlannelKubeconfig:   filepath.Join(paths.Cred, "flannel.kubeconfig"),
-		ClientCA:            filepath.Join(paths.Cred, "client-ca.crt"),
-		ServingCert:         filepath.Join(paths.Cred, "kubelet-serving.crt"),
-		ServingKey:          filepath.Join(paths.Cred, "kubelet-serving.key"),
-	}
+	creds := node.CredentialsIn(paths.Cred)
 	if err := pki.WriteKubeconfig(creds.KubeletKubeconfig, 0o600, localURL, caBundle, nc.ClientCert, nc.ClientKey); err != nil {
 		return nil, err
 	}
