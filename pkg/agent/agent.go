@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/component"
@@ -21,6 +19,7 @@ import (
 	"distro/pkg/datadir"
 	"distro/pkg/fsutil"
 	"distro/pkg/join"
+	"distro/pkg/kubeclient"
 	"distro/pkg/node"
 	"distro/pkg/pki"
 	"distro/pkg/token"
@@ -65,11 +64,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	if err != nil {
 		return err
 	}
-	kc, err := clientcmd.BuildConfigFromFlags("", creds.KubeletKubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(kc)
+	client, err := kubeclient.FromKubeconfig(creds.KubeletKubeconfig)
 	if err != nil {
 		return err
 	}

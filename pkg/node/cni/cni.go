@@ -17,12 +17,11 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/datadir"
 	"distro/pkg/fsutil"
+	"distro/pkg/kubeclient"
 )
 
 // Bridge is the name of the node's pod bridge.
@@ -100,11 +99,7 @@ func (n *Network) Run(ctx context.Context, ready func()) error {
 // waitPodCIDR waits until the kubelet registered the node and the
 // controller-manager gave it a pod CIDR (flannel's lease is that CIDR).
 func (n *Network) waitPodCIDR(ctx context.Context) error {
-	cfg, err := clientcmd.BuildConfigFromFlags("", n.Kubeconfig)
-	if err != nil {
-		return err
-	}
-	client, err := kubernetes.NewForConfig(cfg)
+	client, err := kubeclient.FromKubeconfig(n.Kubeconfig)
 	if err != nil {
 		return err
 	}

@@ -12,14 +12,13 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 
 	"distro/pkg/config"
 	"distro/pkg/datadir"
 	"distro/pkg/fsutil"
+	"distro/pkg/kubeclient"
 	"distro/pkg/node/containerd"
 )
 
@@ -124,14 +123,11 @@ func (k *Kubelet) Run(ctx context.Context, ready func()) error {
 	}
 }
 
-// waitRegistered signals ready once the kubelet's healthz answers.
+// waitRegistered signals ready once the kubelet has registered its Node.
 func (k *Kubelet) waitRegistered(ctx context.Context, ready func()) {
-	cfg, err := clientcmd.BuildConfigFromFlags("", k.Kubeconfig)
+	client, err := kubeclient.FromKubeconfig(k.Kubeconfig)
 	if err != nil {
-		return
-	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
+		klog.Errorf("kubelet: cannot watch for its Node: %v", err)
 		return
 	}
 	_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
