@@ -15,7 +15,7 @@ LDFLAGS := -s -w \
 	-X $(KV).gitTreeState=clean -X $(KV).gitCommit=$(COMMIT) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
-UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/...
+UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/...
 
 .PHONY: all deps build runtime test unit integration e2e image bench clean
 
@@ -27,12 +27,21 @@ deps:
 build: $(BIN)
 
 # runc, the containerd shim, CNI plugins and the pause image, built from
-# source (scripts/runtime is its own Go module) and carried in the binary.
+# source (scripts/runtime is its own Go module), and the packaged add-ons'
+# images (CoreDNS, metrics-server, local-path-provisioner, busybox; see
+# scripts/build-addons.sh), carried in the binary.
 BUNDLE := pkg/bundle/assets/runtime.tar.gz
+RUNTIME := build/runtime/.built
+ADDONS := build/addons/.built
 runtime: $(BUNDLE)
-$(BUNDLE): scripts/build-runtime.sh scripts/build-pause.sh scripts/runtime/go.mod scripts/runtime/go.sum scripts/runtime/mkimage/main.go
+$(RUNTIME): scripts/build-runtime.sh scripts/build-pause.sh scripts/runtime/go.mod scripts/runtime/go.sum scripts/runtime/mkimage/main.go
 	scripts/build-runtime.sh $(CURDIR)/build/runtime
-	tar -C build/runtime -czf $@.tmp --owner=0 --group=0 --sort=name --mtime=@0 bin images
+	@touch $@
+$(ADDONS): scripts/build-addons.sh scripts/addons/go.mod scripts/addons/go.sum scripts/addons/coredns/main.go manifests/images.env scripts/runtime/mkimage/main.go
+	scripts/build-addons.sh $(CURDIR)/build/addons
+	@touch $@
+$(BUNDLE): $(RUNTIME) $(ADDONS)
+	tar -czf $@.tmp --owner=0 --group=0 --sort=name --mtime=@0 -C build/runtime bin images -C $(CURDIR)/build/addons images
 	mv $@.tmp $@
 
 # The Go build cache makes this a no-op when nothing changed.

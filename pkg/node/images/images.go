@@ -49,8 +49,13 @@ func (i *Importer) Run(ctx context.Context, ready func()) error {
 	return nil
 }
 
-// Import loads one tarball and unpacks its images for the overlayfs
-// snapshotter. It returns the image names.
+// PinnedLabel keeps the kubelet's image garbage collection away from an
+// image (containerd's CRI honours it): imported images cannot be pulled
+// again on an air-gapped node.
+const PinnedLabel = "io.cri-containerd.pinned"
+
+// Import loads one tarball, pins its images and unpacks them for the
+// overlayfs snapshotter. It returns the image names.
 func Import(ctx context.Context, c *client.Client, path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -63,6 +68,17 @@ func Import(ctx context.Context, c *client.Client, path string) ([]string, error
 	}
 	var names []string
 	for _, img := range imgs {
+		if img.Labels[PinnedLabel] != "pinned" {
+			if img.Labels == nil {
+				img.Labels = map[string]string{}
+			}
+			img.Labels[PinnedLabel] = "pinned"
+			updated, err := c.ImageService().Update(ctx, img, "labels."+PinnedLabel)
+			if err != nil {
+				return nil, fmt.Errorf("pin %s: %w", img.Name, err)
+			}
+			img = updated
+		}
 		if err := client.NewImage(c, img).Unpack(ctx, "overlayfs"); err != nil {
 			return nil, fmt.Errorf("unpack %s: %w", img.Name, err)
 		}
