@@ -3,18 +3,22 @@
 # on a first start (PKI generation included) and on a warm data dir, and the
 # RSS of the server process at idle; then, with the node: seconds to node
 # Ready from a cold start, pod create → Running on an imported image, and
-# the RSS of the whole process tree at idle. Runs as root; uses scratch data
-# dirs and free ports. BENCH_PARTS=controlplane,node selects parts.
+# the RSS of the whole process tree at idle (add-ons disabled, so the figures
+# compare across versions); the packaged add-ons: seconds from a cold start
+# until every kube-system pod is Ready, and the memory they cost. Runs as
+# root; uses scratch data dirs and free ports. BENCH_PARTS=controlplane,node
+# selects parts.
 set -euo pipefail
 BIN=${1:-bin/distro}
 RUNS=${RUNS:-3}
 work=$(mktemp -d /tmp/distro-bench.XXXXXX)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MKIMAGE=${MKIMAGE:-$ROOT/build/mkimage}
-PARTS=${BENCH_PARTS:-controlplane,node,agent}
+PARTS=${BENCH_PARTS:-controlplane,node,agent,addons}
+NO_ADDONS=--disable=coredns,local-storage,metrics-server
 cleanup() {
 	kill $(jobs -p) 2>/dev/null || true
-	for d in "$work/node" "$work/agent"; do
+	for d in "$work/node" "$work/agent" "$work/addons"; do
 		[ -d "$d" ] && DISTRO_DATA_DIR="$d" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
 	done
 	rm -rf "$work"
@@ -28,7 +32,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_server() {
 	local data=$1 log=$2
 	: > "$work/config.yaml"
-	"$BIN" server ${AGENT_FLAG---disable-agent} --config "$work/config.yaml" --data-dir "$data" \
+	"$BIN" server ${AGENT_FLAG---disable-agent} ${ADDON_FLAGS-$NO_ADDONS} --config "$work/config.yaml" --data-dir "$data" \
 		--write-kubeconfig "$work/kubeconfig.yaml" --https-listen-port "$PORT" \
 		--etcd-client-port "$EPORT" --etcd-peer-port "$PPORT" > "$log" 2>&1 &
 	SERVER_PID=$!
@@ -121,5 +125,43 @@ if [[ $PARTS == *agent* ]]; then
 	sleep "${IDLE_SECONDS:-30}"
 	echo "agent RSS after ${IDLE_SECONDS:-30} s idle (distro agent + containerd): $(tree_rss_mb "$AGENT_PID") MB  (target ≤ 120 MB)"
 	kill -TERM "$AGENT_PID"; wait "$AGENT_PID" || true
+	stop_server
+fi
+
+# pod_rss_mb NAMESPACE: RSS of the namespace's pods from their cgroups (v1:
+# memory.stat total_rss; v2: anon), MB.
+pod_rss_mb() {
+	local total=0 uid dir
+	for uid in $("$BIN" kubectl --kubeconfig "$work/kubeconfig.yaml" get pods -n "$1" -o jsonpath='{.items[*].metadata.uid}'); do
+		for dir in $(find /sys/fs/cgroup -type d \( -name "*pod$uid*" -o -name "*pod${uid//-/_}*" \) 2>/dev/null | sort -u); do
+			if [ -f "$dir/memory.stat" ] && grep -q '^total_rss ' "$dir/memory.stat"; then
+				total=$((total + $(awk '$1=="total_rss"{print $2}' "$dir/memory.stat")))
+			elif [ -f "$dir/memory.stat" ] && [ -f "$dir/memory.current" ]; then
+				total=$((total + $(awk '$1=="anon"{print $2}' "$dir/memory.stat")))
+			fi
+		done
+	done
+	echo $((total / 1024 / 1024))
+}
+
+if [[ $PARTS == *addons* ]]; then
+	data="$work/addons"
+	t0=$(date +%s.%N)
+	AGENT_FLAG="" ADDON_FLAGS="" start_server "$data" "$work/addons.log"
+	k() { "$BIN" kubectl --kubeconfig "$work/kubeconfig.yaml" "$@"; }
+	# Ready when the three add-ons' pods exist and all kube-system pods are Ready.
+	for _ in $(seq 1 1800); do
+		states=$(k get pods -n kube-system -o jsonpath='{range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}' 2>/dev/null || true)
+		n=$(wc -w <<<"$states")
+		if ((n >= 3)) && ! grep -qv '=True$' <(tr ' ' '\n' <<<"$states" | sed '/^$/d'); then break; fi
+		sleep 0.1
+	done
+	t1=$(date +%s.%N)
+	echo "add-ons: cold start to every kube-system pod Ready: $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}') s  (pods: $states; target ≤ 15 s)"
+	sleep "${IDLE_SECONDS:-30}"
+	shims=$(for p in $(pgrep -f containerd-shim-runc-v2 || true); do
+		case $(readlink /proc/$p/exe) in "$data"/data/*) echo "$p" ;; esac
+	done)
+	echo "add-ons: kube-system pods' RSS after ${IDLE_SECONDS:-30} s idle: $(pod_rss_mb kube-system) MB (cgroups); distro + containerd $(tree_rss_mb "$SERVER_PID") MB, their shims $(tree_rss_mb $shims) MB with the pods' processes"
 	stop_server
 fi

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -38,6 +39,7 @@ type Server struct {
 	WriteKubeconfig     string
 	WriteKubeconfigMode string
 	DisableAgent        bool
+	Disable             []string
 	EtcdClientPort      int
 	EtcdPeerPort        int
 
@@ -66,6 +68,7 @@ func AddServerFlags(fs *pflag.FlagSet, s *Server) {
 	fs.StringVarP(&s.WriteKubeconfig, "write-kubeconfig", "o", "/etc/distro/distro.yaml", "where to write the admin kubeconfig")
 	fs.StringVar(&s.WriteKubeconfigMode, "write-kubeconfig-mode", "", "file mode of the admin kubeconfig, octal (default 0600)")
 	fs.BoolVar(&s.DisableAgent, "disable-agent", false, "run only the control plane, no node")
+	fs.StringSliceVar(&s.Disable, "disable", nil, "packaged add-ons not to deploy, and to remove if deployed: "+strings.Join(PackagedAddons, ", ")+" (comma-separated or repeated)")
 	fs.IntVar(&s.EtcdClientPort, "etcd-client-port", 2379, "embedded etcd client port (loopback)")
 	fs.IntVar(&s.EtcdPeerPort, "etcd-peer-port", 2380, "embedded etcd peer port (loopback)")
 	fs.StringArrayVar(&s.KubeAPIServerArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag as key=value (repeatable)")
@@ -74,6 +77,10 @@ func AddServerFlags(fs *pflag.FlagSet, s *Server) {
 	fs.StringArrayVar(&s.EtcdArgs, "etcd-arg", nil, "extra etcd setting as key=value, keys as etcd's flags (repeatable)")
 	AddNodeFlags(fs, &s.Node)
 }
+
+// PackagedAddons are the add-ons distro deploys unless --disable names them
+// (manifests/<name>.yaml).
+var PackagedAddons = []string{"coredns", "local-storage", "metrics-server"}
 
 // Validate checks the values and fills in derived defaults (node IP,
 // advertise address). It touches nothing on disk.
@@ -139,6 +146,11 @@ func (s *Server) Validate() error {
 	for _, san := range s.TLSSANs {
 		if san == "" || strings.ContainsAny(san, " /,") {
 			return fmt.Errorf("--tls-san %q is not a hostname or IP address", san)
+		}
+	}
+	for _, d := range s.Disable {
+		if !slices.Contains(PackagedAddons, d) {
+			return fmt.Errorf("--disable %q: not a packaged add-on (%s)", d, strings.Join(PackagedAddons, ", "))
 		}
 	}
 	if strings.ContainsAny(s.Token, " \n:") && !strings.HasPrefix(s.Token, "K10") {

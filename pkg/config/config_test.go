@@ -66,6 +66,7 @@ disable-agent: true
 kube-apiserver-arg:
   - v=2
 cluster-dns: 10.43.0.10
+disable: [coredns, metrics-server]
 `
 	s, err := parse(t, []string{"--https-listen-port=8443"}, file)
 	if err != nil {
@@ -79,6 +80,9 @@ cluster-dns: 10.43.0.10
 	}
 	if m, _ := s.KubeconfigMode(); m != 0o644 {
 		t.Errorf("write-kubeconfig-mode 0644 read as %o", m)
+	}
+	if strings.Join(s.Disable, ",") != "coredns,metrics-server" {
+		t.Errorf("disable %v", s.Disable)
 	}
 	if len(s.KubeAPIServerArgs) != 1 || s.KubeAPIServerArgs[0] != "v=2" {
 		t.Errorf("kube-apiserver-arg %v", s.KubeAPIServerArgs)
@@ -106,6 +110,8 @@ func TestBadInput(t *testing.T) {
 		{"bad value in file", nil, "https-listen-port: lots\n", `key "https-listen-port"`},
 		{"file not a mapping", nil, "- a\n- b\n", "mapping"},
 		{"unknown flag", []string{"--no-such-flag"}, "", "unknown flag"},
+		{"unknown add-on", []string{"--disable=coredns,traefik"}, "", `--disable "traefik": not a packaged add-on`},
+		{"unknown add-on in file", nil, "disable: [metrics-server, dns]\n", `--disable "dns"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse(t, tc.args, tc.file)

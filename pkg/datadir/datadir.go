@@ -27,6 +27,9 @@ func NewServer(dataDir string) Server {
 	}
 }
 
+// Storage is where the local-path add-on keeps volumes on each node.
+func Storage(dataDir string) string { return filepath.Join(dataDir, "storage") }
+
 // Kubeconfig returns the path of a component's kubeconfig.
 func (s Server) Kubeconfig(component string) string {
 	return filepath.Join(s.Cred, component+".kubeconfig")

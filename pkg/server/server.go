@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"distro/pkg/addons"
 	"distro/pkg/component"
 	"distro/pkg/config"
 	"distro/pkg/controlplane"
@@ -130,6 +131,18 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 	}
 	apiserver.Wrap = joinServer.Wrap
+	// The packaged add-ons, rendered into the manifests folder (or removed
+	// from it when disabled).
+	err = addons.Stage(paths.Manifests, addons.Values{
+		ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain, StorageDir: datadir.Storage(cfg.DataDir),
+	}, cfg.Disable)
+	if err != nil {
+		return fmt.Errorf("packaged add-ons: %w", err)
+	}
+	deployer := &addons.Deployer{
+		Dir:    paths.Manifests,
+		Config: controlplane.LoopbackConfig(cfg.BindAddress, cfg.HTTPSListenPort, caBundle, admin[0], admin[1]),
+	}
 
 	// 3. Components, in dependency order.
 
@@ -156,7 +169,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		<-ctx.Done()
 		return nil
 	}}
-	comps := []component.Component{ec, apiserver, rbac, scheduler, cm, controlPlaneReady}
+	comps := []component.Component{ec, apiserver, rbac, scheduler, cm, controlPlaneReady, deployer}
 	if !cfg.DisableAgent {
 		nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
 		if err != nil {

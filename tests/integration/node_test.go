@@ -28,7 +28,7 @@ func buildTestImage(t *testing.T, dst string) {
 	}
 	args := []string{"--tag", TestImage, "--out", dst, "--entrypoint", "/bin/sh",
 		"--file", busybox + ":/bin/busybox:0755", "--dir", "/tmp:1777", "--dir", "/www:0755"}
-	for _, app := range []string{"sh", "httpd", "wget", "cat", "echo", "sleep", "hostname", "ls", "mkdir", "nc", "ip"} {
+	for _, app := range []string{"sh", "httpd", "wget", "cat", "echo", "sleep", "hostname", "ls", "mkdir", "nc", "ip", "nslookup"} {
 		args = append(args, "--symlink", "/bin/"+app+":busybox")
 	}
 	if out, err := exec.Command(mk, args...).CombinedOutput(); err != nil {
