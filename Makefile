@@ -76,7 +76,7 @@ image: build
 e2e: image $(MKIMAGE)
 	$(MKIMAGE) --tag distro.test/busybox:1 --out build/e2e-busybox.tar --entrypoint /bin/sh \
 		--file /bin/busybox:/bin/busybox:0755 --dir /www:0755 --dir /tmp:1777 \
-		$(foreach a,sh httpd sleep nc echo cat hostname,--symlink /bin/$(a):busybox)
+		$(foreach a,sh httpd sleep nc echo cat hostname nslookup,--symlink /bin/$(a):busybox)
 	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 20m ./tests/e2e/...
 
 bench: build $(MKIMAGE)

@@ -155,6 +155,18 @@ func TestCluster(t *testing.T) {
 			return nil
 		})
 	}
+	// Cluster DNS (the packaged CoreDNS, wherever it runs) answers pods on
+	// every node.
+	mustKubectl("wait", "-n", "kube-system", "--for=condition=Available", "deployment/coredns", "--timeout=120s")
+	for _, n := range []string{a1, a2} {
+		eventually(t, 60*time.Second, "DNS from a pod on "+n, func() error {
+			out, err := kubectl("exec", "web-"+n, "--", "nslookup", "web2.default.svc.cluster.local")
+			if err != nil || !strings.Contains(out, "Address: "+cip) {
+				return fmt.Errorf("want %s: %v: %s", cip, err, out)
+			}
+			return nil
+		})
+	}
 	if out := mustKubectl("logs", "web-"+a2); !strings.Contains(out, "started") {
 		t.Errorf("kubectl logs on an agent: %q", out)
 	}
