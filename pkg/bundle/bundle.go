@@ -39,56 +39,94 @@ func (d Dir) Bin() string { return filepath.Join(string(d), "bin") }
 // Images is the folder of image tarballs carried in the binary.
 func (d Dir) Images() string { return filepath.Join(string(d), "images") }
 
-// Extract unpacks the bundle to <dataDir>/data/<hash> unless a complete
-// copy is already there. It unpacks into a temporary folder renamed into
-// place, under a lock, so concurrent or interrupted starts never see a
-// partial bundle.
-func Extract(dataDir string) (Dir, error) {
+// Start returns the folder the bundle is (or will be) extracted to and a
+// wait for the extraction, which runs in the background: on a first start
+// unpacking takes about a second, which then overlaps the control plane's
+// boot instead of delaying it. A binary without the bundle fails here.
+func Start(dataDir string) (Dir, func() error, error) {
 	data, err := assets.ReadFile(archive)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return "", ErrMissing
+			return "", nil, ErrMissing
 		}
-		return "", err
+		return "", nil, err
 	}
 	sum := sha256.Sum256(data)
 	hash := hex.EncodeToString(sum[:])[:16]
+	dst := Dir(filepath.Join(dataDir, "data", hash))
+	done := make(chan struct{})
+	var extractErr error
+	go func() {
+		defer close(done)
+		extractErr = extract(data, dataDir, hash)
+	}()
+	wait := func() error {
+		select {
+		case <-done:
+		default:
+			klog.Infof("waiting for the runtime bundle to be extracted to %s", dst)
+			<-done
+		}
+		return extractErr
+	}
+	return dst, wait, nil
+}
+
+// Extract unpacks the bundle and returns its folder (Start, then wait).
+func Extract(dataDir string) (Dir, error) {
+	dst, wait, err := Start(dataDir)
+	if err != nil {
+		return "", err
+	}
+	return dst, wait()
+}
+
+// extract unpacks the bundle to <dataDir>/data/<hash> unless a complete
+// copy is already there. It unpacks into a temporary folder renamed into
+// place, under a lock, so concurrent or interrupted starts never see a
+// partial bundle.
+func extract(data []byte, dataDir, hash string) error {
 	base := filepath.Join(dataDir, "data")
 	dst := filepath.Join(base, hash)
 	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", err
+		return err
 	}
 	lock, err := os.OpenFile(filepath.Join(base, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer lock.Close()
 	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", err
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(dst, ".complete")); err == nil {
-		return Dir(dst), nil
+		return nil
+	}
+	// What an interrupted extraction left (we hold the lock).
+	stale, _ := filepath.Glob(filepath.Join(base, ".extract-*"))
+	for _, d := range stale {
+		os.RemoveAll(d)
 	}
 	tmp, err := os.MkdirTemp(base, ".extract-")
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer os.RemoveAll(tmp)
 	if err := untar(bytes.NewReader(data), tmp); err != nil {
-		return "", fmt.Errorf("extract runtime bundle: %w", err)
+		return fmt.Errorf("extract runtime bundle: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(hash+"\n"), 0o644); err != nil {
-		return "", err
+		return err
 	}
 	os.RemoveAll(dst)
 	if err := os.Rename(tmp, dst); err != nil {
-		return "", err
+		return err
 	}
 	current := filepath.Join(base, "current")
 	os.Remove(current)
 	os.Symlink(hash, current)
 	klog.Infof("runtime bundle extracted to %s", dst)
-	return Dir(dst), nil
+	return nil
 }
 
 func untar(r io.Reader, dst string) error {

@@ -53,10 +53,10 @@ func CredentialsIn(dir string) Credentials {
 	}
 }
 
-// Components extracts the runtime bundle and returns the node's components
-// in boot order.
+// Components starts extracting the runtime bundle and returns the node's
+// components in boot order (containerd waits for the bundle).
 func Components(cfg Config) ([]component.Component, error) {
-	rt, err := bundle.Extract(cfg.DataDir)
+	rt, bundleReady, err := bundle.Start(cfg.DataDir)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +64,7 @@ func Components(cfg Config) ([]component.Component, error) {
 	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
 	paths := datadir.NewAgent(cfg.DataDir)
 	return []component.Component{
-		&containerd.Containerd{Paths: paths, Bin: rt.Bin()},
+		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady},
 		&images.Importer{Socket: paths.Socket, Dirs: []string{rt.Images(), paths.Images}},
 		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR},
 		&kubelet.Kubelet{

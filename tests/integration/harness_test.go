@@ -168,9 +168,10 @@ func (s *Server) Tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Kubectl runs `distro kubectl` with the server's admin kubeconfig.
+// Kubectl runs `distro kubectl` with the server's admin kubeconfig (killed
+// after 4 minutes, longer than any `kubectl wait --timeout` the tests use).
 func (s *Server) Kubectl(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, distroBin(s.t), append([]string{"kubectl", "--kubeconfig", s.Kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()

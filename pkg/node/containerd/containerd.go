@@ -31,6 +31,9 @@ const PauseImage = "registry.k8s.io/pause:3.10.2"
 type Containerd struct {
 	Paths datadir.Agent
 	Bin   string // runc, shim and CNI plugins
+	// BinReady, when set, waits until Bin is there (the bundle's
+	// extraction) and reports its error.
+	BinReady func() error
 }
 
 func (c *Containerd) Name() string { return "containerd" }
@@ -75,6 +78,11 @@ func (c *Containerd) Config(restrictOOM, systemd bool) ([]byte, error) {
 // Run starts containerd as a child process and restarts nothing: if it
 // exits, the component fails and the node stops.
 func (c *Containerd) Run(ctx context.Context, ready func()) error {
+	if c.BinReady != nil {
+		if err := c.BinReady(); err != nil {
+			return err
+		}
+	}
 	restrict := MustRestrictOOMScoreAdj()
 	if restrict {
 		klog.Info("this process cannot lower oom_score_adj (no CAP_SYS_RESOURCE, e.g. inside a container): containerd will keep pods' oom_score_adj at or above its own")

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/node/containerd"
@@ -26,7 +28,9 @@ type Importer struct {
 
 func (i *Importer) Name() string { return "image import" }
 
-// Run imports every tarball once, then waits for ctx.
+// Run imports every tarball once, then waits for ctx. The tarballs of one
+// folder are imported in parallel (they are on the node's boot path); a
+// later folder's images replace an earlier one's of the same name.
 func (i *Importer) Run(ctx context.Context, ready func()) error {
 	c, err := containerd.New(i.Socket)
 	if err != nil {
@@ -35,13 +39,21 @@ func (i *Importer) Run(ctx context.Context, ready func()) error {
 	defer c.Close()
 	for _, dir := range i.Dirs {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.tar"))
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(runtime.NumCPU())
 		for _, f := range files {
-			start := time.Now()
-			names, err := Import(ctx, c, f)
-			if err != nil {
-				return fmt.Errorf("import %s: %w", f, err)
-			}
-			klog.Infof("imported %s (%s) in %.2fs", filepath.Base(f), strings.Join(names, ", "), time.Since(start).Seconds())
+			g.Go(func() error {
+				start := time.Now()
+				names, err := Import(gctx, c, f)
+				if err != nil {
+					return fmt.Errorf("import %s: %w", f, err)
+				}
+				klog.Infof("imported %s (%s) in %.2fs", filepath.Base(f), strings.Join(names, ", "), time.Since(start).Seconds())
+				return nil
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 	}
 	ready()
