@@ -42,6 +42,7 @@ $(ADDONS): scripts/build-addons.sh scripts/addons/go.mod scripts/addons/go.sum s
 	@touch $@
 $(BUNDLE): $(RUNTIME) $(ADDONS)
 	tar -czf $@.tmp --owner=0 --group=0 --sort=name --mtime=@0 -C build/runtime bin images -C $(CURDIR)/build/addons images
+	sha256sum $@.tmp | cut -c1-64 > $@.sha256
 	mv $@.tmp $@
 
 # The Go build cache makes this a no-op when nothing changed.

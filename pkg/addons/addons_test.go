@@ -2,6 +2,9 @@ package addons
 
 import (
 	"os"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -118,5 +121,19 @@ func TestStage(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "local-storage.yaml")); err != nil {
 		t.Errorf("local-storage.yaml removed: %v", err)
+	}
+}
+
+func TestHostsFile(t *testing.T) {
+	node := func(name string, addrs ...corev1.NodeAddress) *corev1.Node {
+		return &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}, Status: corev1.NodeStatus{Addresses: addrs}}
+	}
+	got := HostsFile([]*corev1.Node{
+		node("b", corev1.NodeAddress{Type: corev1.NodeHostName, Address: "b"}, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.0.0.2"}),
+		node("a", corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.1"}),
+		node("c"), // not yet reporting addresses
+	})
+	if want := "203.0.113.1 a\n10.0.0.2 b\n"; got != want {
+		t.Errorf("HostsFile = %q, want %q", got, want)
 	}
 }

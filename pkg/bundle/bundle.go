@@ -5,7 +5,6 @@ package bundle
 
 import (
 	"archive/tar"
-	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"embed"
@@ -19,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	"k8s.io/klog/v2"
 )
 
@@ -26,6 +27,10 @@ import (
 var assets embed.FS
 
 const archive = "assets/runtime.tar.gz"
+
+// archiveHash is the archive's sha256, written beside it by `make`, so a
+// start need not read the whole archive to find its folder.
+const archiveHash = archive + ".sha256"
 
 // ErrMissing means the binary was built without the runtime bundle.
 var ErrMissing = errors.New("this distro binary was built without the node runtime bundle (runc, shim, CNI plugins, pause image); build it with `make`")
@@ -44,21 +49,16 @@ func (d Dir) Images() string { return filepath.Join(string(d), "images") }
 // unpacking takes about a second, which then overlaps the control plane's
 // boot instead of delaying it. A binary without the bundle fails here.
 func Start(dataDir string) (Dir, func() error, error) {
-	data, err := assets.ReadFile(archive)
+	hash, err := bundleHash()
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, ErrMissing
-		}
 		return "", nil, err
 	}
-	sum := sha256.Sum256(data)
-	hash := hex.EncodeToString(sum[:])[:16]
 	dst := Dir(filepath.Join(dataDir, "data", hash))
 	done := make(chan struct{})
 	var extractErr error
 	go func() {
 		defer close(done)
-		extractErr = extract(data, dataDir, hash)
+		extractErr = extract(dataDir, hash)
 	}()
 	wait := func() error {
 		select {
@@ -70,6 +70,27 @@ func Start(dataDir string) (Dir, func() error, error) {
 		return extractErr
 	}
 	return dst, wait, nil
+}
+
+// bundleHash names the bundle's folder: the first 16 hex digits of its
+// sha256, from the file `make` writes, else computed.
+func bundleHash() (string, error) {
+	f, err := assets.Open(archive)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", ErrMissing
+		}
+		return "", err
+	}
+	defer f.Close()
+	if b, err := assets.ReadFile(archiveHash); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return strings.TrimSpace(string(b))[:16], nil
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
 // Extract unpacks the bundle and returns its folder (Start, then wait).
@@ -85,7 +106,7 @@ func Extract(dataDir string) (Dir, error) {
 // copy is already there. It unpacks into a temporary folder renamed into
 // place, under a lock, so concurrent or interrupted starts never see a
 // partial bundle.
-func extract(data []byte, dataDir, hash string) error {
+func extract(dataDir, hash string) error {
 	base := filepath.Join(dataDir, "data")
 	dst := filepath.Join(base, hash)
 	if err := os.MkdirAll(base, 0o755); err != nil {
@@ -112,7 +133,13 @@ func extract(data []byte, dataDir, hash string) error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	if err := untar(bytes.NewReader(data), tmp); err != nil {
+	// Streamed from the binary: never a copy of the whole archive in memory.
+	f, err := assets.Open(archive)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := untar(f, tmp); err != nil {
 		return fmt.Errorf("extract runtime bundle: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(tmp, ".complete"), []byte(hash+"\n"), 0o644); err != nil {
@@ -126,6 +153,7 @@ func extract(data []byte, dataDir, hash string) error {
 	os.Remove(current)
 	os.Symlink(hash, current)
 	klog.Infof("runtime bundle extracted to %s", dst)
+	releaseArchivePages()
 	return nil
 }
 
@@ -172,6 +200,35 @@ func untar(r io.Reader, dst string) error {
 			if err := os.Symlink(h.Linkname, p); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// releaseArchivePages drops this process's mapping of the binary's
+// read-only data after an extraction read the whole archive from it: those
+// ~80 MB would otherwise count in the process's RSS for as long as it runs.
+// The pages stay in the page cache; anything else there that is read again
+// is mapped back in on access (it is a read-only file mapping).
+func releaseArchivePages() {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] != "r--p" || f[5] != exe {
+			continue
+		}
+		var start, end uintptr
+		if _, err := fmt.Sscanf(f[0], "%x-%x", &start, &end); err != nil || end <= start {
+			continue
+		}
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, start, end-start, unix.MADV_DONTNEED); errno != 0 {
+			klog.V(2).Infof("madvise %s: %v", f[0], errno)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -170,6 +171,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return nil
 	}}
 	comps := []component.Component{ec, apiserver, rbac, scheduler, cm, controlPlaneReady, deployer}
+	if !slices.Contains(cfg.Disable, "coredns") {
+		comps = append(comps, &addons.NodeHosts{Client: adminClient})
+	}
 	if !cfg.DisableAgent {
 		nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
 		if err != nil {

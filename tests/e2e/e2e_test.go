@@ -78,8 +78,17 @@ func TestCluster(t *testing.T) {
 	start := func(name string, args ...string) {
 		must(t, append(append(append([]string{"run", "-d", "--name", name, "--hostname", name, "--network", net}, runArgs...), image), args...)...)
 	}
+	// kubectl returns stdout, and stderr too when it fails: discovery
+	// warnings (an aggregated API not ready yet) never mix into parsed output.
 	kubectl := func(args ...string) (string, error) {
-		return docker(append([]string{"exec", s, "distro", "kubectl"}, args...)...)
+		cmd := exec.Command("docker", append([]string{"exec", s, "distro", "kubectl"}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return strings.TrimSpace(string(out) + stderr.String()), err
+		}
+		return strings.TrimSpace(string(out)), nil
 	}
 	mustKubectl := func(args ...string) string {
 		t.Helper()

@@ -34,39 +34,27 @@ metadata: {name: data}
 spec:
   accessModes: [ReadWriteOnce]
   resources: {requests: {storage: 10Mi}}
----
-apiVersion: v1
-kind: Pod
-metadata: {name: writer}
-spec:
-  restartPolicy: Never
-  containers:
-  - name: c
-    image: ` + TestImage + `
-    imagePullPolicy: Never
-    command: ["/bin/sh", "-c", "echo written-by-writer > /data/file"]
-    volumeMounts: [{name: data, mountPath: /data}]
-  volumes:
-  - name: data
-    persistentVolumeClaim: {claimName: data}
 `
 
-const addonReader = `
+// pvcPod runs once with the claim "data" mounted at /data.
+func pvcPod(name string, command ...string) string {
+	return `
 apiVersion: v1
 kind: Pod
-metadata: {name: reader}
+metadata: {name: ` + name + `}
 spec:
   restartPolicy: Never
   containers:
   - name: c
     image: ` + TestImage + `
     imagePullPolicy: Never
-    command: ["/bin/cat", "/data/file"]
+    command: ["` + strings.Join(command, `", "`) + `"]
     volumeMounts: [{name: data, mountPath: /data}]
   volumes:
   - name: data
     persistentVolumeClaim: {claimName: data}
 `
+}
 
 // burnManifest: pods that burn CPU until the file /stop/now exists (a
 // host folder, so the test can stop every replica's load at once), under
@@ -143,7 +131,7 @@ func TestPackagedAddons(t *testing.T) {
 	}
 
 	manifest := filepath.Join(t.TempDir(), "clients.yaml")
-	os.WriteFile(manifest, []byte(addonClients), 0o644)
+	os.WriteFile(manifest, []byte(addonClients+"---"+pvcPod("writer", "/bin/sh", "-c", "echo written-by-writer > /data/file")), 0o644)
 	s.MustKubectl("apply", "-f", manifest)
 
 	// Cluster DNS: the kubernetes Service and a Service of our own.
@@ -162,6 +150,18 @@ func TestPackagedAddons(t *testing.T) {
 			return nil
 		})
 	}
+
+	// Node names resolve too (the NodeHosts key distro keeps in CoreDNS's
+	// ConfigMap; the kubelet refreshes the mounted file within a minute).
+	nodeName := s.MustKubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
+	nodeIP := s.MustKubectl("get", "nodes", "-o", `jsonpath={.items[0].status.addresses[?(@.type=="InternalIP")].address}`)
+	Eventually(t, 2*time.Minute, "resolve the node name "+nodeName, func() error {
+		out, err := s.Kubectl("exec", "dns-client", "--", "nslookup", nodeName+".")
+		if err != nil || !strings.Contains(out, "Address: "+nodeIP) {
+			return fmt.Errorf("want %s: %v\n%s", nodeIP, err, out)
+		}
+		return nil
+	})
 
 	// Short names resolve through the search path the kubelet writes
 	// (busybox's nslookup does not use it, so check the file).
@@ -184,7 +184,7 @@ func TestPackagedAddons(t *testing.T) {
 		t.Errorf("pvc storage class %q, want the default local-path", sc)
 	}
 	reader := filepath.Join(t.TempDir(), "reader.yaml")
-	os.WriteFile(reader, []byte(addonReader), 0o644)
+	os.WriteFile(reader, []byte(pvcPod("reader", "/bin/cat", "/data/file")), 0o644)
 	s.MustKubectl("apply", "-f", reader)
 	Eventually(t, 2*time.Minute, "reader reads the data back", func() error {
 		out, err := s.Kubectl("logs", "reader")

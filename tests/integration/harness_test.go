@@ -170,12 +170,19 @@ func (s *Server) Tail(n int) string {
 
 // Kubectl runs `distro kubectl` with the server's admin kubeconfig (killed
 // after 4 minutes, longer than any `kubectl wait --timeout` the tests use).
+// It returns stdout, and stderr too when kubectl fails: discovery warnings
+// (an aggregated API not ready yet) never mix into parsed output.
 func (s *Server) Kubectl(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, distroBin(s.t), append([]string{"kubectl", "--kubeconfig", s.Kubeconfig}, args...)...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out) + stderr.String(), err
+	}
+	return string(out), nil
 }
 
 // MustKubectl fails the test on error.
