@@ -137,3 +137,19 @@ func TestHostsFile(t *testing.T) {
 		t.Errorf("HostsFile = %q, want %q", got, want)
 	}
 }
+
+func TestManifestFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"a.yaml", "b.json", "notes.txt", ".hidden.yaml", "sub/c.yml", ".git/d.yaml", "sub/deeper/e.yaml"} {
+		p := filepath.Join(dir, f)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		os.WriteFile(p, nil, 0o644)
+	}
+	got, err := manifestFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, " ") != "a.yaml b.json sub/c.yml sub/deeper/e.yaml" {
+		t.Errorf("manifestFiles = %v", got)
+	}
+}

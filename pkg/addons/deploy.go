@@ -1,5 +1,6 @@
 // Package addons keeps the cluster in step with the manifests folder
-// (<data-dir>/server/manifests): every YAML or JSON file there is applied
+// (<data-dir>/server/manifests): every YAML or JSON file there (subfolders
+// included) is applied
 // with server-side apply, re-applied when it changes, and what a file made
 // is pruned when it leaves the file or the file is deleted. It also writes
 // the packaged add-ons (CoreDNS, local-path storage, metrics-server) into
@@ -18,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -120,19 +122,41 @@ func manifestFile(name string) bool {
 	return false
 }
 
+// manifestFiles lists the manifests under dir, subfolders included (hidden
+// ones are not), as slash-separated paths relative to dir.
+func manifestFiles(dir string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if e.IsDir() {
+			if path != dir && strings.HasPrefix(e.Name(), ".") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if manifestFile(e.Name()) {
+			rel, err := filepath.Rel(dir, path)
+			if err != nil {
+				return err
+			}
+			out = append(out, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Sync applies every changed file and prunes what deleted files made.
 func (d *Deployer) Sync(ctx context.Context) {
-	entries, err := os.ReadDir(d.Dir)
+	names, err := manifestFiles(d.Dir)
 	if err != nil {
 		d.report("", fmt.Errorf("read %s: %w", d.Dir, err))
 		return
 	}
 	present := map[string]bool{}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !manifestFile(name) {
-			continue
-		}
+	for _, name := range names {
 		present[name] = true
 		if _, err := os.Stat(filepath.Join(d.Dir, name+".skip")); err == nil {
 			continue // left alone: neither applied nor pruned

@@ -238,7 +238,8 @@ func TestPackagedAddons(t *testing.T) {
 
 	// A manifest dropped into the folder is applied, an object removed from
 	// it is pruned, and deleting the file removes the rest.
-	dropped := filepath.Join(s.DataDir, "server", "manifests", "extra.yaml")
+	dropped := filepath.Join(s.DataDir, "server", "manifests", "team", "extra.yaml") // subfolders count
+	os.MkdirAll(filepath.Dir(dropped), 0o755)
 	two := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dropped-a, namespace: default}\ndata: {k: v}\n---\n" +
 		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: dropped-b, namespace: default}\ndata: {k: v}\n"
 	os.WriteFile(dropped, []byte(two), 0o644)
@@ -260,7 +261,7 @@ func TestPackagedAddons(t *testing.T) {
 	}
 	os.Remove(dropped)
 	Eventually(t, 30*time.Second, "deleted file's objects removed", exists("dropped-a", false))
-	if !strings.Contains(s.Log(), "manifest extra.yaml was deleted") {
+	if !strings.Contains(s.Log(), "manifest team/extra.yaml was deleted") {
 		t.Errorf("no log line for the deleted manifest")
 	}
 
