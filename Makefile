@@ -15,7 +15,7 @@ LDFLAGS := -s -w \
 	-X $(KV).gitTreeState=clean -X $(KV).gitCommit=$(COMMIT) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
-UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/...
+UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/...
 
 .PHONY: all deps build runtime test unit integration e2e image bench clean
 

@@ -67,6 +67,10 @@ func TestCluster(t *testing.T) {
 	must(t, "network", "create", net)
 	t.Cleanup(func() {
 		if t.Failed() {
+			for _, args := range [][]string{{"get", "pods", "-A", "-o", "wide"}, {"get", "endpointslices", "-A"}, {"get", "events", "-A", "--sort-by=.lastTimestamp"}} {
+				out, _ := docker(append([]string{"exec", s, "distro", "kubectl"}, args...)...)
+				t.Logf("--- kubectl %s\n%s", strings.Join(args, " "), out)
+			}
 			for _, c := range []string{s, a1, a2} {
 				out, _ := docker("logs", "--tail", "30", c)
 				t.Logf("--- %s\n%s", c, out)
@@ -175,6 +179,11 @@ func TestCluster(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	// Docker's resolver (127.0.0.11) is not handed to CoreDNS, which would
+	// forward to itself, detect the loop and exit.
+	if out := mustKubectl("get", "pods", "-n", "kube-system", "-l", "k8s-app=kube-dns", "-o", "jsonpath={.items[*].status.containerStatuses[*].restartCount}"); out != "0" {
+		t.Errorf("CoreDNS restarted (%s times)", out)
 	}
 	if out := mustKubectl("logs", "web-"+a2); !strings.Contains(out, "started") {
 		t.Errorf("kubectl logs on an agent: %q", out)

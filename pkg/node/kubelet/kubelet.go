@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,7 +64,7 @@ func (k *Kubelet) ConfigFile() ([]byte, error) {
 		"healthzBindAddress":       "127.0.0.1",
 		"readOnlyPort":             0,
 		"serializeImagePulls":      false,
-		"resolvConf":               resolvConf(),
+		"resolvConf":               resolvConf(k.Paths.Etc),
 		"evictionHard": map[string]string{
 			"memory.available":  "100Mi",
 			"nodefs.available":  "5%",
@@ -139,15 +140,73 @@ func (k *Kubelet) waitRegistered(ctx context.Context, ready func()) {
 	}
 }
 
-// resolvConf picks the host's resolver file pods should inherit: the one
-// behind systemd-resolved's stub when /etc/resolv.conf points at loopback.
-func resolvConf() string {
-	data, err := os.ReadFile("/etc/resolv.conf")
-	if err == nil && (strings.Contains(string(data), "nameserver 127.") || strings.Contains(string(data), "nameserver ::1")) {
-		if _, err := os.Stat("/run/systemd/resolve/resolv.conf"); err == nil {
-			return "/run/systemd/resolve/resolv.conf"
-		}
-		klog.Warning("/etc/resolv.conf uses a loopback nameserver; pods may not resolve external names")
+// resolvConf picks the resolver file pods with dnsPolicy Default inherit,
+// CoreDNS among them: it forwards names outside the cluster to those
+// nameservers. A loopback nameserver (systemd-resolved's 127.0.0.53,
+// Docker's 127.0.0.11, a local dnsmasq) would be CoreDNS itself inside its
+// pod: a loop, on which CoreDNS exits. The host's file is used when it has
+// none, else systemd-resolved's upstream file, else a copy written to
+// etcDir without them (Docker's upstream servers where it names them; as a
+// last resort 8.8.8.8, which on an air-gapped host only makes outside names
+// fail; --kubelet-arg=resolv-conf=FILE chooses another).
+func resolvConf(etcDir string) string {
+	host, _ := os.ReadFile("/etc/resolv.conf")
+	if _, loop, servers := FilterResolvConf(host); !loop && servers > 0 {
+		return "/etc/resolv.conf"
 	}
-	return "/etc/resolv.conf"
+	const systemd = "/run/systemd/resolve/resolv.conf"
+	if data, err := os.ReadFile(systemd); err == nil {
+		if _, loop, servers := FilterResolvConf(data); !loop && servers > 0 {
+			return systemd
+		}
+	}
+	out, _, servers := FilterResolvConf(host)
+	if servers == 0 {
+		out = append(out, "nameserver 8.8.8.8\n"...)
+		klog.Warning("/etc/resolv.conf has no nameserver CoreDNS can forward to (only loopback ones, which would be CoreDNS itself); pods use 8.8.8.8 for names outside the cluster (set --kubelet-arg=resolv-conf=FILE to choose)")
+	}
+	path := filepath.Join(etcDir, "resolv.conf")
+	if err := fsutil.WriteFileAtomic(path, out, 0o644); err != nil {
+		klog.Warningf("write %s: %v; pods inherit /etc/resolv.conf", path, err)
+		return "/etc/resolv.conf"
+	}
+	klog.Infof("pods inherit %s: /etc/resolv.conf names loopback nameservers, which CoreDNS would forward to itself", path)
+	return path
+}
+
+// FilterResolvConf drops loopback nameservers from a resolv.conf, keeping
+// search and options; where Docker's embedded DNS is the nameserver, the
+// upstream servers Docker lists ("# ExtServers: [...]") take its place. It
+// reports whether a loopback nameserver was dropped and how many remain.
+func FilterResolvConf(data []byte) (out []byte, loopback bool, servers int) {
+	var b strings.Builder
+	var ext []string
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "#" && f[1] == "ExtServers:" {
+			for _, tok := range strings.FieldsFunc(strings.Join(f[2:], " "), func(r rune) bool { return strings.ContainsRune("[](), ", r) }) {
+				if ip := net.ParseIP(tok); ip != nil && !ip.IsLoopback() {
+					ext = append(ext, tok)
+				}
+			}
+			continue
+		}
+		if len(f) >= 2 && f[0] == "nameserver" {
+			if ip := net.ParseIP(f[1]); ip != nil && ip.IsLoopback() {
+				loopback = true
+				continue
+			}
+			servers++
+		}
+		if len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+			b.WriteString(strings.TrimSpace(line) + "\n")
+		}
+	}
+	if loopback && servers == 0 {
+		for _, ip := range ext {
+			b.WriteString("nameserver " + ip + "\n")
+			servers++
+		}
+	}
+	return []byte(b.String()), loopback, servers
 }
