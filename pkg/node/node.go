@@ -63,10 +63,11 @@ func Components(cfg Config) ([]component.Component, error) {
 	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs) // checked by Validate
 	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
 	paths := datadir.NewAgent(cfg.DataDir)
+	importer := &images.Importer{Socket: paths.Socket, Dirs: []string{rt.Images(), paths.Images}}
 	return []component.Component{
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady},
-		&images.Importer{Socket: paths.Socket, Dirs: []string{rt.Images(), paths.Images}},
-		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR},
+		importer,
+		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR, Before: importer.Done()},
 		&kubelet.Kubelet{
 			Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP,
 			ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,

@@ -34,6 +34,10 @@ type Network struct {
 	NodeIP      string
 	Kubeconfig  string
 	ClusterCIDR string
+	// Before, when set, is waited on before the CNI config is written: the
+	// node turns Ready only with its config, so pods are not scheduled to
+	// it before their carried images are imported.
+	Before <-chan struct{}
 }
 
 func (n *Network) Name() string { return "pod network" }
@@ -77,6 +81,18 @@ func (n *Network) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	podCIDR := o.net.Lease().Subnet.String()
+	if n.Before != nil {
+		select {
+		case <-n.Before:
+		default:
+			klog.Info("pod network: waiting for the image import before writing the CNI config")
+			select {
+			case <-n.Before:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}
 	conf, err := Conflist(podCIDR, o.net.MTU())
 	if err != nil {
 		return err

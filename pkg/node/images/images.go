@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -19,11 +20,22 @@ import (
 	"distro/pkg/node/containerd"
 )
 
-// Importer is the image import component.
+// Importer is the image import component. It is ready as soon as
+// containerd answers, so the kubelet registers the node meanwhile; Done
+// closes once every image is imported (the pod network waits for it).
 type Importer struct {
 	Socket string
 	// Dirs are scanned for *.tar files, in order.
 	Dirs []string
+
+	done chan struct{}
+	once sync.Once
+}
+
+// Done is closed when every tarball is imported.
+func (i *Importer) Done() <-chan struct{} {
+	i.once.Do(func() { i.done = make(chan struct{}) })
+	return i.done
 }
 
 func (i *Importer) Name() string { return "image import" }
@@ -37,6 +49,8 @@ func (i *Importer) Run(ctx context.Context, ready func()) error {
 		return err
 	}
 	defer c.Close()
+	ready()
+	start := time.Now()
 	for _, dir := range i.Dirs {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.tar"))
 		g, gctx := errgroup.WithContext(ctx)
@@ -56,7 +70,9 @@ func (i *Importer) Run(ctx context.Context, ready func()) error {
 			return err
 		}
 	}
-	ready()
+	klog.Infof("images imported in %.2fs", time.Since(start).Seconds())
+	i.Done()
+	close(i.done)
 	<-ctx.Done()
 	return nil
 }
