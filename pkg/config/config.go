@@ -287,6 +287,7 @@ type Node struct {
 	KubeletArgs   []string
 	KubeProxyArgs []string
 	ProxyMode     string
+	ResolvConf    string
 }
 
 // AddNodeFlags binds the node flags to n.
@@ -297,6 +298,7 @@ func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringArrayVar(&n.KubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&n.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	fs.StringVar(&n.ProxyMode, "kube-proxy-mode", "iptables", "kube-proxy mode: iptables or nftables")
+	fs.StringVar(&n.ResolvConf, "resolv-conf", "", "resolver file pods with dnsPolicy Default (CoreDNS among them) inherit (default: /etc/resolv.conf unless it names a loopback nameserver)")
 }
 
 // Validate checks the node settings and defaults the node name.
@@ -310,6 +312,16 @@ func (n *Node) Validate() error {
 	}
 	if errs := validation.IsDNS1123Subdomain(n.NodeName); len(errs) > 0 {
 		return fmt.Errorf("--node-name %q: %s", n.NodeName, errs[0])
+	}
+	if n.ResolvConf != "" {
+		if st, err := os.Stat(n.ResolvConf); err != nil || st.IsDir() {
+			return fmt.Errorf("--resolv-conf %q: not a readable file", n.ResolvConf)
+		}
+		abs, err := filepath.Abs(n.ResolvConf)
+		if err != nil {
+			return fmt.Errorf("--resolv-conf %q: %v", n.ResolvConf, err)
+		}
+		n.ResolvConf = abs
 	}
 	if n.ProxyMode != "iptables" && n.ProxyMode != "nftables" {
 		return fmt.Errorf("--kube-proxy-mode %q: must be iptables or nftables", n.ProxyMode)

@@ -110,6 +110,7 @@ func TestBadInput(t *testing.T) {
 		{"bad value in file", nil, "https-listen-port: lots\n", `key "https-listen-port"`},
 		{"file not a mapping", nil, "- a\n- b\n", "mapping"},
 		{"unknown flag", []string{"--no-such-flag"}, "", "unknown flag"},
+		{"missing resolv.conf", []string{"--resolv-conf=/no/such/resolv.conf"}, "", `--resolv-conf "/no/such/resolv.conf": not a readable file`},
 		{"unknown add-on", []string{"--disable=coredns,traefik"}, "", `--disable "traefik": not a packaged add-on`},
 		{"unknown add-on in file", nil, "disable: [metrics-server, dns]\n", `--disable "dns"`},
 	} {

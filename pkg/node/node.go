@@ -71,7 +71,7 @@ func Components(cfg Config) ([]component.Component, error) {
 		&kubelet.Kubelet{
 			Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP,
 			ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
-			Labels: cfg.NodeLabels, Taints: cfg.NodeTaints, Extra: kubeletArgs,
+			Labels: cfg.NodeLabels, Taints: cfg.NodeTaints, ResolvConf: cfg.ResolvConf, Extra: kubeletArgs,
 			Kubeconfig: cfg.Creds.KubeletKubeconfig, ClientCA: cfg.Creds.ClientCA,
 			ServingCert: cfg.Creds.ServingCert, ServingKey: cfg.Creds.ServingKey,
 		},

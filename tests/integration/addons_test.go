@@ -106,7 +106,11 @@ spec:
 // keeps the cluster in step with its manifests folder.
 func TestPackagedAddons(t *testing.T) {
 	requireRoot(t)
-	s := NewServer(t)
+	// Pods inherit the resolver file given with --resolv-conf (its search
+	// domain is checked below; the nameserver is never reached).
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 192.0.2.99\nsearch example.test\n"), 0o644)
+	s := NewServer(t, "--resolv-conf", resolv)
 	images := filepath.Join(s.DataDir, "agent", "images")
 	os.MkdirAll(images, 0o755)
 	buildTestImage(t, filepath.Join(images, "busybox.tar"))
@@ -165,7 +169,7 @@ func TestPackagedAddons(t *testing.T) {
 
 	// Short names resolve through the search path the kubelet writes
 	// (busybox's nslookup does not use it, so check the file).
-	if out := s.MustKubectl("exec", "dns-client", "--", "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.43.0.10") || !strings.Contains(out, "search default.svc.cluster.local svc.cluster.local cluster.local") {
+	if out := s.MustKubectl("exec", "dns-client", "--", "cat", "/etc/resolv.conf"); !strings.Contains(out, "nameserver 10.43.0.10") || !strings.Contains(out, "search default.svc.cluster.local svc.cluster.local cluster.local example.test") {
 		t.Errorf("pod resolv.conf:\n%s", out)
 	}
 

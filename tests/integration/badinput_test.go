@@ -40,6 +40,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown config key", nil, "colour: blue\n", `unknown key "colour"`},
 		{"bad apiserver arg", []string{"--kube-apiserver-arg", "no-such-flag=1"}, "", "no-such-flag"},
 		{"bad etcd arg", []string{"--etcd-arg", "no-such-setting=1"}, "", "no-such-setting"},
+		{"missing resolv.conf", []string{"--resolv-conf", "/no/such/resolv.conf"}, "", "--resolv-conf"},
 		{"unknown add-on", []string{"--disable", "coredns,traefik"}, "", `--disable "traefik": not a packaged add-on`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -29,9 +29,12 @@ type Kubelet struct {
 	NodeName, NodeIP          string
 	ClusterDNS, ClusterDomain string
 	Labels, Taints            []string
-	Extra                     []config.Arg
-	Kubeconfig, ClientCA      string
-	ServingCert, ServingKey   string
+	// ResolvConf, when set, is the resolver file pods inherit (--resolv-conf);
+	// else resolvConf picks one.
+	ResolvConf              string
+	Extra                   []config.Arg
+	Kubeconfig, ClientCA    string
+	ServingCert, ServingKey string
 }
 
 func (k *Kubelet) Name() string { return "kubelet" }
@@ -64,7 +67,7 @@ func (k *Kubelet) ConfigFile() ([]byte, error) {
 		"healthzBindAddress":       "127.0.0.1",
 		"readOnlyPort":             0,
 		"serializeImagePulls":      false,
-		"resolvConf":               resolvConf(k.Paths.Etc),
+		"resolvConf":               k.resolvConf(),
 		"evictionHard": map[string]string{
 			"memory.available":  "100Mi",
 			"nodefs.available":  "5%",
@@ -140,6 +143,13 @@ func (k *Kubelet) waitRegistered(ctx context.Context, ready func()) {
 	}
 }
 
+func (k *Kubelet) resolvConf() string {
+	if k.ResolvConf != "" {
+		return k.ResolvConf
+	}
+	return resolvConf(k.Paths.Etc)
+}
+
 // resolvConf picks the resolver file pods with dnsPolicy Default inherit,
 // CoreDNS among them: it forwards names outside the cluster to those
 // nameservers. A loopback nameserver (systemd-resolved's 127.0.0.53,
@@ -148,7 +158,7 @@ func (k *Kubelet) waitRegistered(ctx context.Context, ready func()) {
 // none, else systemd-resolved's upstream file, else a copy written to
 // etcDir without them (Docker's upstream servers where it names them; as a
 // last resort 8.8.8.8, which on an air-gapped host only makes outside names
-// fail; --kubelet-arg=resolv-conf=FILE chooses another).
+// fail; --resolv-conf FILE chooses another).
 func resolvConf(etcDir string) string {
 	host, _ := os.ReadFile("/etc/resolv.conf")
 	if _, loop, servers := FilterResolvConf(host); !loop && servers > 0 {
@@ -163,7 +173,7 @@ func resolvConf(etcDir string) string {
 	out, _, servers := FilterResolvConf(host)
 	if servers == 0 {
 		out = append(out, "nameserver 8.8.8.8\n"...)
-		klog.Warning("/etc/resolv.conf has no nameserver CoreDNS can forward to (only loopback ones, which would be CoreDNS itself); pods use 8.8.8.8 for names outside the cluster (set --kubelet-arg=resolv-conf=FILE to choose)")
+		klog.Warning("/etc/resolv.conf has no nameserver CoreDNS can forward to (only loopback ones, which would be CoreDNS itself); pods use 8.8.8.8 for names outside the cluster (--resolv-conf FILE chooses another)")
 	}
 	path := filepath.Join(etcDir, "resolv.conf")
 	if err := fsutil.WriteFileAtomic(path, out, 0o644); err != nil {
