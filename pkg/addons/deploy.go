@@ -68,6 +68,8 @@ type Deployer struct {
 	// applied is the checksum of each file's last complete apply; lastErr
 	// its last error (logged once, not on every retry).
 	applied, lastErr map[string]string
+	// known are the files that have an inventory (nil until listed).
+	known map[string]bool
 }
 
 func (d *Deployer) Name() string { return "add-on manifests" }
@@ -180,22 +182,35 @@ func (d *Deployer) Sync(ctx context.Context) {
 		delete(d.lastErr, name)
 		klog.Infof("applied %s (%d objects) in %.2fs", name, n, time.Since(start).Seconds())
 	}
-	// Files gone from the folder: remove what they made.
-	invs, err := d.client.CoreV1().ConfigMaps(inventoryNS).List(ctx, metav1.ListOptions{LabelSelector: InventoryLabel + "=true"})
-	if err != nil {
-		d.report("", fmt.Errorf("list inventories: %w", err))
-		return
+	// Files gone from the folder: remove what they made. The inventories
+	// are listed once (files deleted while the server was down); after that
+	// only this loop writes them, so the folder alone tells what is gone.
+	if d.known == nil {
+		invs, err := d.client.CoreV1().ConfigMaps(inventoryNS).List(ctx, metav1.ListOptions{LabelSelector: InventoryLabel + "=true"})
+		if err != nil {
+			d.report("", fmt.Errorf("list inventories: %w", err))
+			return
+		}
+		d.known = map[string]bool{}
+		for _, inv := range invs.Items {
+			if name := inv.Annotations[FileAnnotation]; name != "" {
+				d.known[name] = true
+			}
+		}
 	}
-	for i := range invs.Items {
-		inv := &invs.Items[i]
-		name := inv.Annotations[FileAnnotation]
-		if name == "" || present[name] {
+	for name := range d.known {
+		if present[name] {
 			continue
 		}
-		if err := d.removeFile(ctx, inv); err != nil {
+		inv, err := d.inventory(ctx, name)
+		if err == nil && inv != nil {
+			err = d.removeFile(ctx, inv)
+		}
+		if err != nil {
 			d.report(name, err)
 			continue
 		}
+		delete(d.known, name)
 		delete(d.applied, name)
 		delete(d.lastErr, name)
 	}
@@ -484,6 +499,9 @@ func refsOf(inv *corev1.ConfigMap) map[ref]bool {
 }
 
 func (d *Deployer) saveInventory(ctx context.Context, inv *corev1.ConfigMap, file string, refs map[ref]bool, sum string) error {
+	if d.known != nil {
+		d.known[file] = true
+	}
 	lines := make([]string, 0, len(refs))
 	for r := range refs {
 		lines = append(lines, r.String())
