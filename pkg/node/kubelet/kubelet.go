@@ -118,10 +118,19 @@ func (k *Kubelet) Run(ctx context.Context, ready func()) error {
 	go k.waitRegistered(ctx, ready)
 	select {
 	case err := <-errCh:
-		if err == nil {
-			err = fmt.Errorf("kubelet exited")
+		if err != nil {
+			return err
 		}
-		return err
+		// The upstream command ends by itself on SIGTERM or SIGINT (its own
+		// signal context), the same signal that stops distro: wait for
+		// distro's stop instead of reporting a failure that turns a clean
+		// shutdown into exit status 1.
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("kubelet exited")
+		}
 	case <-ctx.Done():
 		return nil
 	}
