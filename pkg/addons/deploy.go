@@ -1,8 +1,8 @@
 // Package addons keeps the cluster in step with the manifests folder
-// (<data-dir>/server/manifests): every YAML or JSON file there (subfolders
-// included) is applied
-// with server-side apply, re-applied when it changes, and what a file made
-// is pruned when it leaves the file or the file is deleted. It also writes
+// (<data-dir>/server/manifests): every YAML or JSON file there, subfolders
+// included, is applied with server-side apply, re-applied when it changes,
+// and what a file made is pruned when it leaves the file or the file is
+// deleted. It also writes
 // the packaged add-ons (CoreDNS, local-path storage, metrics-server) into
 // that folder from the templates carried in the binary.
 //
@@ -52,7 +52,6 @@ const (
 	InventoryLabel = "addons.distro.io/inventory"
 	inventoryNS    = metav1.NamespaceSystem
 	inventoryKey   = "objects"
-	checksumKey    = "checksum"
 )
 
 // Deployer is the manifests component.
@@ -173,7 +172,7 @@ func (d *Deployer) Sync(ctx context.Context) {
 			continue
 		}
 		start := time.Now()
-		n, err := d.applyFile(ctx, name, data, sum)
+		n, err := d.applyFile(ctx, name, data)
 		if err != nil {
 			d.report(name, err)
 			continue
@@ -301,7 +300,7 @@ func applyOrder(kind string) int {
 
 // applyFile applies the objects of one file and prunes the ones the file
 // no longer holds. It returns the number of objects applied.
-func (d *Deployer) applyFile(ctx context.Context, name string, data []byte, sum string) (int, error) {
+func (d *Deployer) applyFile(ctx context.Context, name string, data []byte) (int, error) {
 	objs, err := Decode(data)
 	if err != nil {
 		return 0, err
@@ -332,7 +331,7 @@ func (d *Deployer) applyFile(ctx context.Context, name string, data []byte, sum 
 		for r := range old {
 			keep[r] = true
 		}
-		if err := d.saveInventory(ctx, inv, name, keep, ""); err != nil {
+		if err := d.saveInventory(ctx, inv, name, keep); err != nil {
 			errs = append(errs, err.Error())
 		}
 		return 0, errors.New(strings.Join(errs, "; "))
@@ -348,7 +347,7 @@ func (d *Deployer) applyFile(ctx context.Context, name string, data []byte, sum 
 		}
 		klog.Infof("manifest %s: removed %s %s (no longer in the file)", name, r.Kind, nsName(r))
 	}
-	return len(applied), d.saveInventory(ctx, inv, name, keep, sum)
+	return len(applied), d.saveInventory(ctx, inv, name, keep)
 }
 
 func nsName(r ref) string {
@@ -498,7 +497,7 @@ func refsOf(inv *corev1.ConfigMap) map[ref]bool {
 	return out
 }
 
-func (d *Deployer) saveInventory(ctx context.Context, inv *corev1.ConfigMap, file string, refs map[ref]bool, sum string) error {
+func (d *Deployer) saveInventory(ctx context.Context, inv *corev1.ConfigMap, file string, refs map[ref]bool) error {
 	if d.known != nil {
 		d.known[file] = true
 	}
@@ -507,7 +506,7 @@ func (d *Deployer) saveInventory(ctx context.Context, inv *corev1.ConfigMap, fil
 		lines = append(lines, r.String())
 	}
 	sort.Strings(lines)
-	data := map[string]string{inventoryKey: strings.Join(lines, "\n"), checksumKey: sum}
+	data := map[string]string{inventoryKey: strings.Join(lines, "\n")}
 	cms := d.client.CoreV1().ConfigMaps(inventoryNS)
 	if inv == nil {
 		_, err := cms.Create(ctx, &corev1.ConfigMap{

@@ -47,6 +47,9 @@ func Stage(dir string, v Values, disabled []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
+	if v.Images == nil {
+		v.Images = manifests.Images()
+	}
 	off := map[string]bool{}
 	for _, d := range disabled {
 		off[d] = true

@@ -63,7 +63,7 @@ func Components(cfg Config) ([]component.Component, error) {
 	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs) // checked by Validate
 	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
 	paths := datadir.NewAgent(cfg.DataDir)
-	importer := &images.Importer{Socket: paths.Socket, Dirs: []string{rt.Images(), paths.Images}}
+	importer := images.NewImporter(paths.Socket, rt.Images(), paths.Images)
 	return []component.Component{
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady},
 		importer,

@@ -122,7 +122,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		}
 		wroteKubeconfig = true
 	}
-	adminClient, err := kubernetes.NewForConfig(controlplane.LoopbackConfig(cfg.BindAddress, cfg.HTTPSListenPort, caBundle, admin[0], admin[1]))
+	adminConfig := controlplane.LoopbackConfig(cfg.BindAddress, cfg.HTTPSListenPort, caBundle, admin[0], admin[1])
+	adminClient, err := kubernetes.NewForConfig(adminConfig)
 	if err != nil {
 		return err
 	}
@@ -140,10 +141,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err != nil {
 		return fmt.Errorf("packaged add-ons: %w", err)
 	}
-	deployer := &addons.Deployer{
-		Dir:    paths.Manifests,
-		Config: controlplane.LoopbackConfig(cfg.BindAddress, cfg.HTTPSListenPort, caBundle, admin[0], admin[1]),
-	}
+	deployer := &addons.Deployer{Dir: paths.Manifests, Config: adminConfig}
 
 	// 3. Components, in dependency order.
 

@@ -64,11 +64,23 @@ func TestCluster(t *testing.T) {
 	}
 	net := fmt.Sprintf("distro-e2e-%d", os.Getpid())
 	s, a1, a2 := net+"-s1", net+"-a1", net+"-a2"
+	// kubectl returns stdout, and stderr too when it fails: discovery
+	// warnings (an aggregated API not ready yet) never mix into parsed output.
+	kubectl := func(args ...string) (string, error) {
+		cmd := exec.Command("docker", append([]string{"exec", s, "distro", "kubectl"}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return strings.TrimSpace(string(out) + stderr.String()), err
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
 	must(t, "network", "create", net)
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, args := range [][]string{{"get", "pods", "-A", "-o", "wide"}, {"get", "endpointslices", "-A"}, {"get", "events", "-A", "--sort-by=.lastTimestamp"}} {
-				out, _ := docker(append([]string{"exec", s, "distro", "kubectl"}, args...)...)
+				out, _ := kubectl(args...)
 				t.Logf("--- kubectl %s\n%s", strings.Join(args, " "), out)
 			}
 			for _, c := range []string{s, a1, a2} {
@@ -81,18 +93,6 @@ func TestCluster(t *testing.T) {
 	})
 	start := func(name string, args ...string) {
 		must(t, append(append(append([]string{"run", "-d", "--name", name, "--hostname", name, "--network", net}, runArgs...), image), args...)...)
-	}
-	// kubectl returns stdout, and stderr too when it fails: discovery
-	// warnings (an aggregated API not ready yet) never mix into parsed output.
-	kubectl := func(args ...string) (string, error) {
-		cmd := exec.Command("docker", append([]string{"exec", s, "distro", "kubectl"}, args...)...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return strings.TrimSpace(string(out) + stderr.String()), err
-		}
-		return strings.TrimSpace(string(out)), nil
 	}
 	mustKubectl := func(args ...string) string {
 		t.Helper()

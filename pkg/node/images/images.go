@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
@@ -27,16 +26,16 @@ type Importer struct {
 	Socket string
 	// Dirs are scanned for *.tar files, in order.
 	Dirs []string
-
 	done chan struct{}
-	once sync.Once
+}
+
+// NewImporter returns the importer of the *.tar files in dirs.
+func NewImporter(socket string, dirs ...string) *Importer {
+	return &Importer{Socket: socket, Dirs: dirs, done: make(chan struct{})}
 }
 
 // Done is closed when every tarball is imported.
-func (i *Importer) Done() <-chan struct{} {
-	i.once.Do(func() { i.done = make(chan struct{}) })
-	return i.done
-}
+func (i *Importer) Done() <-chan struct{} { return i.done }
 
 func (i *Importer) Name() string { return "image import" }
 
@@ -71,7 +70,6 @@ func (i *Importer) Run(ctx context.Context, ready func()) error {
 		}
 	}
 	klog.Infof("images imported in %.2fs", time.Since(start).Seconds())
-	i.Done()
 	close(i.done)
 	<-ctx.Done()
 	return nil

@@ -152,6 +152,7 @@ func (k *Kubelet) waitRegistered(ctx context.Context, ready func()) {
 	}
 }
 
+// resolvConf is --resolv-conf when given, else the file resolvConf picks.
 func (k *Kubelet) resolvConf() string {
 	if k.ResolvConf != "" {
 		return k.ResolvConf
@@ -170,7 +171,8 @@ func (k *Kubelet) resolvConf() string {
 // fail; --resolv-conf FILE chooses another).
 func resolvConf(etcDir string) string {
 	host, _ := os.ReadFile("/etc/resolv.conf")
-	if _, loop, servers := FilterResolvConf(host); !loop && servers > 0 {
+	out, loop, servers := FilterResolvConf(host)
+	if !loop && servers > 0 {
 		return "/etc/resolv.conf"
 	}
 	const systemd = "/run/systemd/resolve/resolv.conf"
@@ -179,7 +181,6 @@ func resolvConf(etcDir string) string {
 			return systemd
 		}
 	}
-	out, _, servers := FilterResolvConf(host)
 	if servers == 0 {
 		out = append(out, "nameserver 8.8.8.8\n"...)
 		klog.Warning("/etc/resolv.conf has no nameserver CoreDNS can forward to (only loopback ones, which would be CoreDNS itself); pods use 8.8.8.8 for names outside the cluster (--resolv-conf FILE chooses another)")
