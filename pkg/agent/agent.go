@@ -58,7 +58,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	// 2. The node.
 	comps, err := node.Components(node.Config{
 		Node: cfg.Node, IP: cfg.NodeIP, DataDir: cfg.DataDir,
-		ClusterCIDR: nc.ClusterCIDR, ClusterDNS: nc.ClusterDNS, ClusterDomain: nc.ClusterDomain,
+		ClusterCIDR: nc.ClusterCIDR, ServiceCIDR: nc.ServiceCIDR, ClusterDNS: nc.ClusterDNS, ClusterDomain: nc.ClusterDomain,
 		Creds: creds,
 	})
 	if err != nil {

@@ -24,6 +24,7 @@ type Config struct {
 	IP            string
 	DataDir       string
 	ClusterCIDR   string
+	ServiceCIDR   string
 	ClusterDNS    string
 	ClusterDomain string
 	Creds         Credentials
@@ -67,7 +68,7 @@ func Components(cfg Config) ([]component.Component, error) {
 	return []component.Component{
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady},
 		importer,
-		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR, Before: importer.Done()},
+		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Before: importer.Done()},
 		&kubelet.Kubelet{
 			Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP,
 			ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,

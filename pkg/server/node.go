@@ -42,7 +42,7 @@ func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string,
 	}
 	comps, err := node.Components(node.Config{
 		Node: cfg.Node, IP: cfg.NodeIP, DataDir: cfg.DataDir,
-		ClusterCIDR: cfg.ClusterCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		Creds: creds,
 	})
 	if err != nil {

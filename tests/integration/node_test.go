@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -164,8 +165,43 @@ func TestNodeRunsPods(t *testing.T) {
 			}
 			return nil
 		})
+		// An address and port no Service serves is refused on the node,
+		// from a pod and from the host, never routed out of the cluster.
+		Eventually(t, 30*time.Second, when+": unserved ClusterIP port refused from a pod", func() error {
+			out, _ := s.Kubectl("exec", "client", "--", "sh", "-c", "nc -w 5 "+clusterIP+" 81 </dev/null 2>&1; true")
+			if !strings.Contains(out, "refused") {
+				return fmt.Errorf("want connection refused, got %q", out)
+			}
+			return nil
+		})
+		Eventually(t, 30*time.Second, when+": unserved ClusterIP port refused from the host", func() error {
+			c, err := net.DialTimeout("tcp", clusterIP+":81", 5*time.Second)
+			if err == nil {
+				c.Close()
+				return fmt.Errorf("%s:81 accepted a connection", clusterIP)
+			}
+			if !strings.Contains(err.Error(), "refused") {
+				return fmt.Errorf("want connection refused, got %v", err)
+			}
+			return nil
+		})
 	}
 	check("first start")
+
+	// The node's pods live under its own cgroup root, /distro/<node>, never
+	// in a kubepods tree another node on the same host could share.
+	nodeName := s.MustKubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}")
+	uid := s.MustKubectl("get", "pod", "client", "-o", "jsonpath={.metadata.uid}")
+	v1, _ := filepath.Glob("/sys/fs/cgroup/memory/distro/" + nodeName + "/kubepods/*/pod" + uid) // cgroup v1
+	v2, _ := filepath.Glob("/sys/fs/cgroup/distro/" + nodeName + "/kubepods/*/pod" + uid)        // v2, cgroupfs driver
+	_, unified := os.Stat("/sys/fs/cgroup/cgroup.controllers")
+	_, systemd := os.Stat("/run/systemd/system")
+	if unified == nil && systemd == nil {
+		t.Log("cgroup v2 with systemd: the kubelet's kubepods.slice is kept")
+	} else if len(v1)+len(v2) == 0 {
+		out, _ := exec.Command("sh", "-c", "ls -d /sys/fs/cgroup/memory/kubepods /sys/fs/cgroup/memory/distro/*/* /sys/fs/cgroup/distro/*/* 2>&1").CombinedOutput()
+		t.Errorf("pod %s has no cgroup under /distro/%s/kubepods:\n%s", uid, nodeName, out)
+	}
 
 	// kubectl logs and exec go through the apiserver to the kubelet.
 	if out := s.MustKubectl("logs", "deployment/web"); !strings.Contains(out, "web started") {

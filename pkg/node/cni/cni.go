@@ -34,6 +34,9 @@ type Network struct {
 	NodeIP      string
 	Kubeconfig  string
 	ClusterCIDR string
+	// ServiceCIDR is rejected where kube-proxy did not translate it: see
+	// ensureIptables.
+	ServiceCIDR string
 	// Before, when set, is waited on before the CNI config is written: the
 	// node turns Ready only with its config, so pods are not scheduled to
 	// it before their carried images are imported.
@@ -100,7 +103,7 @@ func (n *Network) Run(ctx context.Context, ready func()) error {
 	if err := fsutil.WriteFileAtomic(filepath.Join(n.Paths.CNIConf, "10-distro.conflist"), conf, 0o644); err != nil {
 		return err
 	}
-	if err := ensureIptables(n.ClusterCIDR); err != nil {
+	if err := ensureIptables(n.ClusterCIDR, n.ServiceCIDR); err != nil {
 		return err
 	}
 	if err := ensureSysctls(); err != nil {
@@ -137,20 +140,44 @@ func (n *Network) waitPodCIDR(ctx context.Context) error {
 // cluster network (pod-to-pod traffic keeps its source address) and accepts
 // forwarded pod traffic even where the FORWARD policy is DROP (as Docker
 // sets it).
-func ensureIptables(clusterCIDR string) error {
+//
+// It also rejects what is still addressed to the service network once
+// kube-proxy's DNAT has run: an address and port no Service serves (a
+// removed port, TCP to a UDP-only Service, an unallocated ClusterIP).
+// kube-proxy's iptables mode has no rule for that, so such a packet would
+// otherwise follow the node's default route out of the cluster; its
+// nftables mode rejects it the same way. The filter table sees packets
+// after the nat table's DNAT, so every ClusterIP that kube-proxy serves has
+// already been rewritten to an endpoint here.
+func ensureIptables(clusterCIDR, serviceCIDR string) error {
 	comment := []string{"-m", "comment", "--comment", "distro: pod network"}
-	rules := [][]string{
-		append([]string{"-t", "nat", "POSTROUTING", "-s", clusterCIDR, "!", "-d", clusterCIDR}, append(comment, "-j", "MASQUERADE")...),
-		append([]string{"-t", "filter", "FORWARD", "-s", clusterCIDR}, append(comment, "-j", "ACCEPT")...),
-		append([]string{"-t", "filter", "FORWARD", "-d", clusterCIDR}, append(comment, "-j", "ACCEPT")...),
+	type rule struct {
+		insert bool // at the top of the chain: before the ACCEPTs below
+		args   []string
+	}
+	rules := []rule{
+		{false, append([]string{"-t", "nat", "POSTROUTING", "-s", clusterCIDR, "!", "-d", clusterCIDR}, append(comment, "-j", "MASQUERADE")...)},
+		{false, append([]string{"-t", "filter", "FORWARD", "-s", clusterCIDR}, append(comment, "-j", "ACCEPT")...)},
+		{false, append([]string{"-t", "filter", "FORWARD", "-d", clusterCIDR}, append(comment, "-j", "ACCEPT")...)},
+	}
+	if serviceCIDR != "" {
+		unserved := []string{"-d", serviceCIDR, "-m", "comment", "--comment", "distro: unserved service address", "-j", "REJECT"}
+		rules = append(rules,
+			rule{true, append([]string{"-t", "filter", "FORWARD"}, unserved...)},
+			rule{true, append([]string{"-t", "filter", "OUTPUT"}, unserved...)})
 	}
 	for _, r := range rules {
-		table, rest := r[:2], r[2:]
-		if exec.Command("iptables", append(append(append([]string{}, table...), "-C"), rest...)...).Run() == nil {
+		table, chain, rest := r.args[:2], r.args[2], r.args[3:]
+		check := append(append(append([]string{}, table...), "-C", chain), rest...)
+		if exec.Command("iptables", check...).Run() == nil {
 			continue
 		}
-		if out, err := exec.Command("iptables", append(append(append([]string{}, table...), "-A"), rest...)...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables %v: %v: %s", r, err, out)
+		add := append(append([]string{}, table...), "-A", chain)
+		if r.insert {
+			add = append(append([]string{}, table...), "-I", chain, "1")
+		}
+		if out, err := exec.Command("iptables", append(add, rest...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("iptables %v: %v: %s", r.args, err, out)
 		}
 	}
 	return nil
