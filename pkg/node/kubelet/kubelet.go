@@ -41,7 +41,7 @@ func (k *Kubelet) Name() string { return "kubelet" }
 
 // ConfigFile renders the KubeletConfiguration: webhook authentication and
 // authorization, client certificates from the client CA, the cgroup driver
-// of the host, cgroup v1 allowed.
+// of the host and the node's own cgroup root, cgroup v1 allowed.
 func (k *Kubelet) ConfigFile() ([]byte, error) {
 	driver := "cgroupfs"
 	if containerd.SystemdCgroups() {
@@ -76,6 +76,9 @@ func (k *Kubelet) ConfigFile() ([]byte, error) {
 		"imageGCHighThresholdPercent": 95,
 		"imageGCLowThresholdPercent":  90,
 	}
+	if root := CgroupRoot(k.NodeName); root != "" {
+		cfg["cgroupRoot"] = root
+	}
 	return json.MarshalIndent(cfg, "", "  ")
 }
 
@@ -104,6 +107,9 @@ func (k *Kubelet) Args(configPath string) []string {
 func (k *Kubelet) Run(ctx context.Context, ready func()) error {
 	conf, err := k.ConfigFile()
 	if err != nil {
+		return err
+	}
+	if err := ensureCgroupRoot(CgroupRoot(k.NodeName)); err != nil {
 		return err
 	}
 	path := filepath.Join(k.Paths.Etc, "kubelet.yaml")
