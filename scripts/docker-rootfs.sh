@@ -29,5 +29,14 @@ done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$r/etc/passwd"
 echo 'root:x:0:' > "$r/etc/group"
 echo 'hosts: files dns' > "$r/etc/nsswitch.conf"
+# The kubelet reports PRETTY_NAME as the node's OS image (kubectl get nodes
+# -o wide): a node in a container says it runs distro, not "Unknown".
+ver=${DISTRO_VERSION:-dev}
+cat > "$r/etc/os-release" <<EOR
+NAME="distro"
+ID=distro
+VERSION_ID="$ver"
+PRETTY_NAME="distro $ver"
+EOR
 rm -rf "$out" && mv "$r" "$out"
 echo "rootfs: $(du -sh "$out" | cut -f1) in $out ($(echo $pkgs | wc -w) packages)"

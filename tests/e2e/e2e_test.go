@@ -76,6 +76,7 @@ func TestCluster(t *testing.T) {
 		}
 		return strings.TrimSpace(string(out)), nil
 	}
+	guardDockerUser(t)
 	must(t, "network", "create", net)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -139,6 +140,10 @@ func TestCluster(t *testing.T) {
 	if out, _ := kubectl("get", "nodes", "-o", "name"); strings.Contains(out, "bad") {
 		t.Errorf("a refused agent left a node: %s", out)
 	}
+	// A node in a container reports distro as its OS image.
+	if out := mustKubectl("get", "nodes", "-o", "jsonpath={.items[*].status.nodeInfo.osImage}"); strings.Count(out, "distro ") != 3 {
+		t.Errorf("OS image of the nodes: %q, want distro <version> on all 3", out)
+	}
 
 	// Images reach every node through the airgap import (ctr import here).
 	for _, n := range []string{s, a1, a2} {
@@ -192,6 +197,16 @@ func TestCluster(t *testing.T) {
 		t.Errorf("kubectl exec on an agent: %q", out)
 	}
 
+	// The nodes share the host's cgroup tree (--cgroupns host), but each
+	// kubelet has its own cgroup root: none takes another node's pods for
+	// orphans to kill (each kubelet looks every 2 s).
+	time.Sleep(5 * time.Second)
+	for _, n := range []string{s, a1, a2} {
+		if out, _ := docker("logs", n); strings.Contains(out, "orphaned pod cgroup") || strings.Contains(out, "Orphaned pod found, removing pod cgroups") {
+			t.Errorf("%s's kubelet treated another node's pods as orphans", n)
+		}
+	}
+
 	// docker kill an agent: its node turns NotReady and a Deployment's pods
 	// move to the remaining nodes; restarted, the agent rejoins as itself.
 	dep := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"spread"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"spread"}},
@@ -236,4 +251,31 @@ func TestCluster(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Cluster networks of the test clusters: distro's defaults.
+var clusterNets = []string{"10.42.0.0/16", "10.43.0.0/16"}
+
+// guardDockerUser keeps test traffic on this machine: a packet from a node
+// container to a pod or service address that no rule inside the node
+// caught would otherwise leave through Docker's NAT. The rules are added
+// once and left in place (another test cluster may be running); they match
+// only traffic arriving from Docker's bridges, never from cni0.
+func guardDockerUser(t *testing.T) {
+	t.Helper()
+	if exec.Command("iptables", "-nL", "DOCKER-USER").Run() != nil {
+		t.Log("no DOCKER-USER chain: Docker's iptables integration is off, nothing to guard")
+		return
+	}
+	for _, in := range []string{"br-+", "docker0"} {
+		for _, cidr := range clusterNets {
+			rule := []string{"DOCKER-USER", "-i", in, "-d", cidr, "-m", "comment", "--comment", "distro test clusters: keep cluster traffic local", "-j", "REJECT"}
+			if exec.Command("iptables", append([]string{"-C"}, rule...)...).Run() == nil {
+				continue
+			}
+			if out, err := exec.Command("iptables", append([]string{"-I"}, rule...)...).CombinedOutput(); err != nil {
+				t.Fatalf("iptables -I %v: %v\n%s", rule, err, out)
+			}
+		}
+	}
 }
