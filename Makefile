@@ -15,9 +15,9 @@ LDFLAGS := -s -w \
 	-X $(KV).gitTreeState=clean -X $(KV).gitCommit=$(COMMIT) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
-UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/...
+UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/...
 
-.PHONY: all deps build runtime test unit integration e2e image bench clean
+.PHONY: all deps build runtime test unit integration e2e image bench clean conformance-images conformance
 
 all: deps build
 
@@ -70,7 +70,7 @@ integration: build $(MKIMAGE)
 # packages (no registry).
 IMAGE ?= distro:dev
 image: build
-	scripts/docker-rootfs.sh build/rootfs
+	DISTRO_VERSION=$(VERSION) scripts/docker-rootfs.sh build/rootfs
 	docker build -q -t $(IMAGE) .
 
 # 1 server + 2 agents in Docker.
@@ -79,6 +79,23 @@ e2e: image $(MKIMAGE)
 		--file /bin/busybox:/bin/busybox:0755 --dir /www:0755 --dir /tmp:1777 \
 		$(foreach a,sh httpd sleep nc echo cat hostname nslookup,--symlink /bin/$(a):busybox)
 	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 20m ./tests/e2e/...
+
+# The upstream conformance suite, offline: every image it needs built from
+# source (scripts/conformance/images.sh), hydrophone to run it in the
+# cluster, and a 1-server + 1-agent cluster in Docker (scripts/conformance/
+# run.sh; KUBECONFIG=… runs it against an existing cluster, QUICK=1 runs the
+# sample in scripts/conformance/quick.txt).
+HYDROPHONE := build/tools/hydrophone
+HYDROPHONE_VERSION := v0.8.0
+$(HYDROPHONE):
+	@mkdir -p build/tools
+	GOBIN=$(CURDIR)/build/tools CGO_ENABLED=0 $(GO) install sigs.k8s.io/hydrophone@$(HYDROPHONE_VERSION)
+
+conformance-images: build $(HYDROPHONE)
+	DISTRO_BIN=$(CURDIR)/$(BIN) scripts/conformance/images.sh $(CURDIR)/build/conformance-images
+
+conformance: image conformance-images
+	QUICK=$(QUICK) scripts/conformance/run.sh
 
 bench: build $(MKIMAGE)
 	scripts/bench.sh $(CURDIR)/$(BIN)

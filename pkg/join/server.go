@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -77,8 +78,17 @@ func (s *Server) node(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := s.checkNodePassword(r, name, password); err != nil {
-		klog.Warningf("join: node %s from %s refused: %v", name, r.RemoteAddr, err)
-		fail(w, http.StatusForbidden, "%v", err)
+		var mismatch passwordMismatch
+		if errors.As(err, &mismatch) {
+			klog.Warningf("join: node %s from %s refused: %v", name, r.RemoteAddr, err)
+			fail(w, http.StatusForbidden, "%v", err)
+			return
+		}
+		// The apiserver is still starting (kube-system may not exist
+		// yet) or briefly unreachable: the node retries.
+		klog.Infof("join: node %s from %s asked to retry: %v", name, r.RemoteAddr, err)
+		w.Header().Set("Retry-After", "1")
+		fail(w, http.StatusServiceUnavailable, "the server is not ready to admit nodes yet, retry later: %v", err)
 		return
 	}
 	nc, err := s.issue(name, ips)
@@ -134,14 +144,18 @@ func (s *Server) checkNodePassword(r *http.Request, name, password string) error
 		_, err = secrets.Create(r.Context(), &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Name: PasswordSecretName(name), Labels: map[string]string{"app.kubernetes.io/managed-by": "distro"}},
 			Type:       "distro.io/node-password",
-			StringData: map[string]string{"hash": hash},
+			Data:       map[string][]byte{"hash": []byte(hash)},
 		}, metav1.CreateOptions{})
 		return err
 	case err != nil:
 		return err
 	}
 	if subtle.ConstantTimeCompare(sec.Data["hash"], []byte(hash)) != 1 {
-		return fmt.Errorf("node password rejected: node name %q belongs to another host; if this host replaces it, delete the node and the secret kube-system/%s", name, PasswordSecretName(name))
+		return passwordMismatch{fmt.Errorf("node password rejected: node name %q belongs to another host; if this host replaces it, delete the node and the secret kube-system/%s", name, PasswordSecretName(name))}
 	}
 	return nil
 }
+
+// passwordMismatch is the one answer of checkNodePassword that retrying
+// cannot change; every other error is the apiserver not answering yet.
+type passwordMismatch struct{ error }
