@@ -15,7 +15,7 @@ LDFLAGS := -s -w \
 	-X $(KV).gitTreeState=clean -X $(KV).gitCommit=$(COMMIT) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
-UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/...
+UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/...
 
 .PHONY: all deps build runtime test unit integration e2e image bench clean conformance-images conformance
 
@@ -49,7 +49,7 @@ $(BUNDLE): $(RUNTIME) $(ADDONS)
 $(BIN): $(BUNDLE) FORCE
 	@mkdir -p bin
 	CGO_ENABLED=0 $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/distro
-	@ln -sf distro bin/kubectl; ln -sf distro bin/ctr
+	@ln -sf distro bin/kubectl; ln -sf distro bin/ctr; ln -sf distro bin/crictl
 
 FORCE:
 

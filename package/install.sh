@@ -25,7 +25,7 @@ fi
 install -d "$DESTDIR/usr/local/bin" "$DESTDIR/etc/systemd/system" "$DESTDIR/etc/default" "$DESTDIR/etc/distro"
 install -m 0755 "$BIN" "$DESTDIR/usr/local/bin/distro.new"
 mv -f "$DESTDIR/usr/local/bin/distro.new" "$DESTDIR/usr/local/bin/distro"
-for tool in kubectl ctr; do
+for tool in kubectl ctr crictl; do
 	if [ ! -e "$DESTDIR/usr/local/bin/$tool" ] || [ -L "$DESTDIR/usr/local/bin/$tool" ]; then
 		ln -sf distro "$DESTDIR/usr/local/bin/$tool"
 	else

@@ -7,6 +7,9 @@
 #   OUT/bin/containerd-shim-runc-v2    containerd/containerd/v2 (CGO_ENABLED=0)
 #   OUT/bin/{bridge,host-local,loopback,portmap,bandwidth,firewall}
 #                                      containernetworking/plugins (CGO_ENABLED=0)
+#   OUT/bin/crictl                     kubernetes-sigs/cri-tools (CGO_ENABLED=0), run
+#                                      by `distro crictl` (its main package cannot
+#                                      be linked into distro)
 #   OUT/images/pause.tar               registry.k8s.io/pause:3.10.2 (scripts/build-pause.sh)
 #
 #   scripts/build-runtime.sh [OUT]     OUT defaults to build/runtime
@@ -55,10 +58,12 @@ modver() { go list -m -f '{{.Version}}' "$1"; }
 RUNC_MOD=github.com/opencontainers/runc
 CTRD_MOD=github.com/containerd/containerd/v2
 CNI_MOD=github.com/containernetworking/plugins
+CRI_TOOLS_MOD=sigs.k8s.io/cri-tools
 runc_v=$(modver $RUNC_MOD)
 ctrd_v=$(modver $CTRD_MOD)
 cni_v=$(modver $CNI_MOD)
-log "versions (scripts/runtime/go.mod): runc $runc_v, containerd $ctrd_v, CNI plugins $cni_v, $(go env GOVERSION)"
+crictl_v=$(modver $CRI_TOOLS_MOD)
+log "versions (scripts/runtime/go.mod): runc $runc_v, containerd $ctrd_v, CNI plugins $cni_v, crictl $crictl_v, $(go env GOVERSION)"
 log "output: $out"
 
 # --- runc: needs cgo (libcontainer/nsenter); static, with seccomp if possible.
@@ -107,6 +112,12 @@ log "CNI plugins $cni_v (CGO_ENABLED=0): ${cni_plugins[*]##*/}"
 CGO_ENABLED=0 "${GOBUILD[@]}" \
 	-ldflags "-s -w -X $CNI_MOD/pkg/utils/buildversion.BuildVersion=$cni_v" \
 	-o "$out/bin/" "${cni_plugins[@]/#/$CNI_MOD/plugins/}"
+
+# --- crictl, as cri-tools' Makefile builds it.
+log "crictl $crictl_v (CGO_ENABLED=0)"
+CGO_ENABLED=0 "${GOBUILD[@]}" \
+	-ldflags "-s -w -X $CRI_TOOLS_MOD/pkg/version.Version=${crictl_v#v}" \
+	-o "$out/bin/crictl" $CRI_TOOLS_MOD/cmd/crictl
 
 # --- pause image.
 if [ "${SKIP_PAUSE:-0}" != 1 ]; then

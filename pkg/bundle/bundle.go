@@ -93,6 +93,15 @@ func bundleHash() (string, error) {
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }
 
+// Path returns the folder the bundle is extracted to, without extracting.
+func Path(dataDir string) (Dir, error) {
+	hash, err := bundleHash()
+	if err != nil {
+		return "", err
+	}
+	return Dir(filepath.Join(dataDir, "data", hash)), nil
+}
+
 // Extract unpacks the bundle and returns its folder (Start, then wait).
 func Extract(dataDir string) (Dir, error) {
 	dst, wait, err := Start(dataDir)

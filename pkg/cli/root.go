@@ -26,6 +26,8 @@ func Main() int {
 		return runKubectl(os.Args[1:])
 	case "ctr":
 		return containerd.CtrMain(os.Args[1:])
+	case "crictl":
+		return containerd.CrictlMain(os.Args[1:])
 	}
 	if len(os.Args) == 2 && (os.Args[1] == "--version" || os.Args[1] == "-v") {
 		fmt.Println(version.String())
@@ -47,11 +49,16 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(), newAgentCommand(), newKubectlCommand(), &cobra.Command{
+	root.AddCommand(newServerCommand(), newAgentCommand(), newEtcdSnapshotCommand(), newKubectlCommand(), &cobra.Command{
 		Use:                "ctr",
 		Short:              "Run containerd's ctr against distro's containerd (namespace k8s.io)",
 		DisableFlagParsing: true,
 		Run:                func(_ *cobra.Command, args []string) { os.Exit(containerd.CtrMain(args)) },
+	}, &cobra.Command{
+		Use:                "crictl",
+		Short:              "Run crictl against distro's containerd (no crictl config needed)",
+		DisableFlagParsing: true,
+		Run:                func(_ *cobra.Command, args []string) { os.Exit(containerd.CrictlMain(args)) },
 	}, &cobra.Command{
 		Use:   "version",
 		Short: "Print distro's and Kubernetes' versions (also: distro --version)",

@@ -39,6 +39,10 @@ type Func struct {
 func (f Func) Name() string                                { return f.N }
 func (f Func) Run(ctx context.Context, ready func()) error { return f.F(ctx, ready) }
 
+// DefaultPerStopTimeout is how long a Starter waits for one component to
+// stop unless the component says otherwise.
+const DefaultPerStopTimeout = 5 * time.Second
+
 // Starter runs components in order.
 type Starter struct {
 	// ReadyTimeout bounds how long one component may take to become ready.
@@ -67,7 +71,7 @@ func (s Starter) Run(ctx context.Context, comps []Component, onReady func()) err
 		s.StopTimeout = 18 * time.Second
 	}
 	if s.PerStopTimeout == 0 {
-		s.PerStopTimeout = 5 * time.Second
+		s.PerStopTimeout = DefaultPerStopTimeout
 	}
 	failed := make(chan error, len(comps))
 	var started []*running
@@ -155,4 +159,12 @@ func (s Starter) Run(ctx context.Context, comps []Component, onReady func()) err
 		stopAll()
 		return nil
 	}
+}
+
+// Group runs components as one: started in order by a Starter, ready once
+// all are, stopped together.
+func Group(name string, comps ...Component) Component {
+	return Func{N: name, F: func(ctx context.Context, ready func()) error {
+		return Starter{}.Run(ctx, comps, ready)
+	}}
 }

@@ -15,8 +15,11 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/robfig/cron/v3"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"distro/pkg/datadir"
 )
 
 // DefaultConfigFile is read when --config is not given and the file exists.
@@ -42,6 +45,19 @@ type Server struct {
 	Disable             []string
 	EtcdClientPort      int
 	EtcdPeerPort        int
+
+	// High availability: the first server of a cluster, and the server a
+	// new server joins through.
+	ClusterInit bool
+	JoinServer  string
+
+	// etcd snapshots and restore.
+	ClusterReset             bool
+	ClusterResetRestorePath  string
+	EtcdSnapshotScheduleCron string
+	EtcdSnapshotRetention    int
+	EtcdSnapshotDir          string
+	EtcdDisableSnapshots     bool
 
 	KubeAPIServerArgs         []string
 	KubeSchedulerArgs         []string
@@ -71,6 +87,14 @@ func AddServerFlags(fs *pflag.FlagSet, s *Server) {
 	fs.StringSliceVar(&s.Disable, "disable", nil, "packaged add-ons not to deploy, and to remove if deployed: "+strings.Join(PackagedAddons, ", ")+" (comma-separated or repeated)")
 	fs.IntVar(&s.EtcdClientPort, "etcd-client-port", 2379, "embedded etcd client port (loopback)")
 	fs.IntVar(&s.EtcdPeerPort, "etcd-peer-port", 2380, "embedded etcd peer port (loopback)")
+	fs.BoolVar(&s.ClusterInit, "cluster-init", false, "start a cluster other servers can join (etcd peers on the node IP)")
+	fs.StringVar(&s.JoinServer, "server", "", "join the cluster of this server, https://<server>:6443 (with --token); only read on the first start")
+	fs.BoolVar(&s.ClusterReset, "cluster-reset", false, "make this server's etcd member a one-member cluster (from its own data, or from --cluster-reset-restore-path), then exit")
+	fs.StringVar(&s.ClusterResetRestorePath, "cluster-reset-restore-path", "", "etcd snapshot file to restore with --cluster-reset")
+	fs.StringVar(&s.EtcdSnapshotScheduleCron, "etcd-snapshot-schedule-cron", "0 */12 * * *", "when to take scheduled etcd snapshots (cron format, or @every <duration>)")
+	fs.IntVar(&s.EtcdSnapshotRetention, "etcd-snapshot-retention", 5, "number of scheduled etcd snapshots to keep")
+	fs.StringVar(&s.EtcdSnapshotDir, "etcd-snapshot-dir", "", "folder of etcd snapshots (default <data-dir>/server/db/snapshots)")
+	fs.BoolVar(&s.EtcdDisableSnapshots, "etcd-disable-snapshots", false, "take no scheduled etcd snapshots")
 	fs.StringArrayVar(&s.KubeAPIServerArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeSchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeControllerManagerArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
@@ -166,6 +190,21 @@ func (s *Server) Validate() error {
 			return err
 		}
 	}
+	if err := s.validateSnapshots(); err != nil {
+		return err
+	}
+	if s.JoinServer != "" {
+		u, err := url.Parse(s.JoinServer)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("--server %q: want https://<host>:<port>", s.JoinServer)
+		}
+		if s.ClusterInit {
+			return errors.New("--cluster-init and --server exclude each other: the first server starts the cluster, the others join it")
+		}
+		if s.Token == "" {
+			return errors.New("--server needs --token (the token in <data-dir>/server/token on a server of the cluster)")
+		}
+	}
 	if err := s.Node.Validate(); err != nil {
 		return err
 	}
@@ -178,6 +217,39 @@ func (s *Server) Validate() error {
 	}
 	if s.AdvertiseAddress == "" {
 		s.AdvertiseAddress = s.NodeIP
+	}
+	return nil
+}
+
+// validateSnapshots checks the etcd snapshot and restore settings and
+// fills in the default snapshot folder.
+func (s *Server) validateSnapshots() error {
+	if _, err := cron.ParseStandard(s.EtcdSnapshotScheduleCron); err != nil {
+		return fmt.Errorf("--etcd-snapshot-schedule-cron %q: %v", s.EtcdSnapshotScheduleCron, err)
+	}
+	if s.EtcdSnapshotRetention < 1 {
+		return fmt.Errorf("--etcd-snapshot-retention %d: keep at least 1 snapshot", s.EtcdSnapshotRetention)
+	}
+	if s.EtcdSnapshotDir == "" {
+		s.EtcdSnapshotDir = datadir.NewServer(s.DataDir).Snapshots
+	}
+	abs, err := filepath.Abs(s.EtcdSnapshotDir)
+	if err != nil {
+		return fmt.Errorf("--etcd-snapshot-dir %q: %v", s.EtcdSnapshotDir, err)
+	}
+	s.EtcdSnapshotDir = abs
+	if s.ClusterResetRestorePath != "" {
+		if !s.ClusterReset {
+			return errors.New("--cluster-reset-restore-path is only used with --cluster-reset")
+		}
+		if fi, err := os.Stat(s.ClusterResetRestorePath); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("--cluster-reset-restore-path %q: not a readable file", s.ClusterResetRestorePath)
+		}
+		abs, err := filepath.Abs(s.ClusterResetRestorePath)
+		if err != nil {
+			return fmt.Errorf("--cluster-reset-restore-path %q: %v", s.ClusterResetRestorePath, err)
+		}
+		s.ClusterResetRestorePath = abs
 	}
 	return nil
 }

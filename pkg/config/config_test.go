@@ -112,6 +112,13 @@ func TestBadInput(t *testing.T) {
 		{"unknown flag", []string{"--no-such-flag"}, "", "unknown flag"},
 		{"missing resolv.conf", []string{"--resolv-conf=/no/such/resolv.conf"}, "", `--resolv-conf "/no/such/resolv.conf": not a readable file`},
 		{"unknown add-on", []string{"--disable=coredns,traefik"}, "", `--disable "traefik": not a packaged add-on`},
+		{"bad snapshot cron", []string{"--etcd-snapshot-schedule-cron=0 */12 * *"}, "", "--etcd-snapshot-schedule-cron"},
+		{"zero snapshot retention", []string{"--etcd-snapshot-retention=0"}, "", "--etcd-snapshot-retention 0"},
+		{"restore path without reset", []string{"--cluster-reset-restore-path=/etc/hostname"}, "", "only used with --cluster-reset"},
+		{"missing restore file", []string{"--cluster-reset", "--cluster-reset-restore-path=/no/such/snapshot"}, "", `--cluster-reset-restore-path "/no/such/snapshot": not a readable file`},
+		{"join URL not https", []string{"--server=http://10.0.0.1:6443", "--token=x"}, "", `--server "http://10.0.0.1:6443": want https://`},
+		{"join without token", []string{"--server=https://10.0.0.1:6443"}, "", "--server needs --token"},
+		{"join and init", []string{"--server=https://10.0.0.1:6443", "--token=x", "--cluster-init"}, "", "exclude each other"},
 		{"unknown add-on in file", nil, "disable: [metrics-server, dns]\n", `--disable "dns"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

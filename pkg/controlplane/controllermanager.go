@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/component-base/configz"
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 	cmoptions "k8s.io/kubernetes/cmd/kube-controller-manager/app/options"
 
@@ -16,7 +17,7 @@ type ControllerManager struct{ Args []string }
 // NewControllerManager builds the controller-manager's flags: node pod CIDRs
 // from clusterCIDR, CSRs signed by the client CA (kubelet serving
 // certificates by the server CA), a service-account credential per
-// controller. Leader election is off, as for the scheduler. The client rate
+// controller. Upstream's leader election is off, as for the scheduler. The client rate
 // limit is raised from upstream's 20/s (burst 30), sized for large clusters:
 // with a credential per controller, the ~120 requests that create the
 // controllers' service accounts at first start otherwise hold every
@@ -77,6 +78,8 @@ func (c *ControllerManager) Run(ctx context.Context, ready func()) error {
 	if err := s.ComponentGlobalsRegistry.Set(); err != nil {
 		return err
 	}
+	// Run again after a lost Lease: forget the previous run's /configz.
+	configz.Delete(cmapp.ConfigzName)
 	cfg, err := s.Config(ctx, cmapp.KnownControllers(), cmapp.ControllersDisabledByDefault(), cmapp.ControllerAliases())
 	if err != nil {
 		return err

@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 
+	"k8s.io/component-base/configz"
 	schedapp "k8s.io/kubernetes/cmd/kube-scheduler/app"
 	schedoptions "k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 
@@ -12,9 +13,9 @@ import (
 // Scheduler runs kube-scheduler.
 type Scheduler struct{ Args []string }
 
-// NewScheduler builds the scheduler's flags. Leader election is off: a
-// single server runs one scheduler, and upstream's leader-election exit path
-// would end the whole process.
+// NewScheduler builds the scheduler's flags. Upstream's leader election is
+// off: its exit path would end the whole process when the Lease is lost (and
+// on a normal stop); distro elects the scheduler itself (pkg/leader).
 func NewScheduler(kubeconfig string, file func(string) string, extra []config.Arg) *Scheduler {
 	return &Scheduler{Args: flagArgs(map[string]string{
 		"kubeconfig":                kubeconfig,
@@ -49,6 +50,8 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 	if err := opts.ComponentGlobalsRegistry.Set(); err != nil {
 		return err
 	}
+	// Run again after a lost Lease: forget the previous run's /configz.
+	configz.Delete("componentconfig")
 	cc, sched, err := schedapp.Setup(ctx, opts)
 	if err != nil {
 		return err

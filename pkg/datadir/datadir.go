@@ -11,6 +11,7 @@ type Server struct {
 	Cred      string // kubeconfigs of the control-plane components
 	Token     string // the join token
 	EtcdData  string // embedded etcd's data
+	Snapshots string // etcd snapshots (default of --etcd-snapshot-dir)
 	Manifests string // auto-deployed manifests
 }
 
@@ -23,6 +24,7 @@ func NewServer(dataDir string) Server {
 		Cred:      filepath.Join(root, "cred"),
 		Token:     filepath.Join(root, "token"),
 		EtcdData:  filepath.Join(root, "db", "etcd"),
+		Snapshots: filepath.Join(root, "db", "snapshots"),
 		Manifests: filepath.Join(root, "manifests"),
 	}
 }

@@ -7,14 +7,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"go.uber.org/zap"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/config"
+	"distro/pkg/datadir"
 )
 
 // Config is what the embedded etcd needs from the server.
@@ -27,6 +34,52 @@ type Config struct {
 	PeerCA, PeerCert, PeerKey       string
 	// ExtraArgs are --etcd-arg key=value settings, keys as etcd's flags.
 	ExtraArgs []config.Arg
+	// PeerHost is the address other members reach this one on: the node
+	// IP in a cluster of servers, loopback (the default) for a single one.
+	PeerHost string
+	// InitialCluster, set when this member joins a running cluster as a
+	// learner, lists every member as name=peer-URL.
+	InitialCluster string
+	// ClusterID names the cluster the data belongs to (the server CA's
+	// hash): stored in etcd on first start, checked on every start and
+	// before a snapshot is restored.
+	ClusterID string
+}
+
+// ForServer is the Config of a server's member: its data and TLS files
+// under the server's data dir.
+func ForServer(paths datadir.Server, member string, clientPort, peerPort int) Config {
+	return Config{
+		Member: member, DataDir: paths.EtcdData,
+		ClientPort: clientPort, PeerPort: peerPort,
+		ServerCA: paths.File("etcd/server-ca.crt"), ServerCert: paths.File("etcd/server-client.crt"), ServerKey: paths.File("etcd/server-client.key"),
+		PeerCA: paths.File("etcd/peer-ca.crt"), PeerCert: paths.File("etcd/peer-server-client.crt"), PeerKey: paths.File("etcd/peer-server-client.key"),
+	}
+}
+
+// ClusterIDKey is the etcd key that holds the cluster's ID.
+const ClusterIDKey = "/distro/cluster-id"
+
+// ClientConfig is an etcd client configuration for the local member, with
+// the server's client certificate.
+func (c Config) ClientConfig() (clientv3.Config, error) {
+	tlsc, err := transport.TLSInfo{CertFile: c.ServerCert, KeyFile: c.ServerKey, TrustedCAFile: c.ServerCA}.ClientConfig()
+	if err != nil {
+		return clientv3.Config{}, fmt.Errorf("etcd client certificate: %w", err)
+	}
+	return clientv3.Config{
+		Endpoints: []string{c.ClientURL()}, TLS: tlsc, DialTimeout: 5 * time.Second,
+		Logger: zap.NewNop(),
+	}, nil
+}
+
+// PeerURL is where other members reach this one.
+func (c Config) PeerURL() string {
+	host := c.PeerHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	return "https://" + net.JoinHostPort(host, strconv.Itoa(c.PeerPort))
 }
 
 // ClientURL is where the apiserver reaches etcd.
@@ -50,12 +103,16 @@ func (c Config) Build() (*embed.Config, error) {
 	cfg.Name = c.Member
 	cfg.Dir = c.DataDir
 	client, _ := url.Parse(c.ClientURL())
-	peer, _ := url.Parse(fmt.Sprintf("https://127.0.0.1:%d", c.PeerPort))
+	peer, _ := url.Parse(c.PeerURL())
 	cfg.ListenClientUrls = []url.URL{*client}
 	cfg.AdvertiseClientUrls = []url.URL{*client}
 	cfg.ListenPeerUrls = []url.URL{*peer}
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(c.Member)
+	if c.InitialCluster != "" {
+		cfg.InitialCluster = c.InitialCluster
+		cfg.ClusterState = embed.ClusterStateFlagExisting
+	}
 	cfg.ClientTLSInfo.CertFile = c.ServerCert
 	cfg.ClientTLSInfo.KeyFile = c.ServerKey
 	cfg.ClientTLSInfo.TrustedCAFile = c.ServerCA
@@ -105,12 +162,22 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 	}()
 	select {
 	case <-e.Server.ReadyNotify():
-		ready()
 	case err := <-e.Err():
 		return err
 	case <-ctx.Done():
 		return nil
 	}
+	if err := c.waitVoter(ctx, e); err != nil {
+		return err
+	}
+	if err := c.checkClusterID(ctx, e); err != nil {
+		return err
+	}
+	if err := c.updatePeerURL(ctx, e); err != nil {
+		return err
+	}
+	go c.promoteLearners(ctx, e)
+	ready()
 	select {
 	case err := <-e.Err():
 		return err
@@ -119,6 +186,37 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+// checkClusterID stores the cluster's ID in a new datastore and refuses a
+// datastore that holds another cluster's ID (a data dir or a restored
+// snapshot mixed up between clusters).
+func (c Config) checkClusterID(ctx context.Context, e *embed.Etcd) error {
+	if c.ClusterID == "" {
+		return nil
+	}
+	cli := v3client.New(e.Server)
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.CreateRevision(ClusterIDKey), "=", 0)).
+		Then(clientv3.OpPut(ClusterIDKey, c.ClusterID)).
+		Else(clientv3.OpGet(ClusterIDKey)).Commit()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("etcd: reading the cluster ID: %w", err)
+	}
+	if resp.Succeeded {
+		return nil
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 1 && string(kvs[0].Value) != c.ClusterID {
+		return fmt.Errorf("etcd data in %s belongs to another cluster (its CA hash %s, this server's %s): restore a snapshot of this cluster, or move the folder away", c.DataDir, kvs[0].Value, c.ClusterID)
+	}
+	return nil
 }
 
 // Name implements component.Component.

@@ -1,6 +1,7 @@
 package join
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -34,75 +35,109 @@ type permanentError struct{ error }
 // server cannot be reached. A CA that does not match the token's hash, a
 // rejected token or node password end it with an error.
 func (c *Client) Join(ctx context.Context) (*NodeConfig, error) {
+	var nc NodeConfig
+	err := c.retry(ctx, func() error {
+		return c.post(ctx, NodePath, "node", nil, &nc, func(req *http.Request) {
+			req.Header.Set(headerNodeName, c.NodeName)
+			req.Header.Set(headerNodePassword, c.NodePassword)
+			req.Header.Set(headerNodeIP, strings.Join(c.NodeIPs, ","))
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &nc, nil
+}
+
+// JoinServer asks the cluster to admit this server, retrying while the
+// server cannot be reached or is not ready to add a member (another server
+// still joining). A rejected token, a CA that does not match the token and
+// a settings mismatch end it with an error.
+func (c *Client) JoinServer(ctx context.Context, in ServerJoinRequest) (*ServerJoinResponse, error) {
+	body, err := json.Marshal(in)
+	if err != nil {
+		return nil, err
+	}
+	var out ServerJoinResponse
+	if err := c.retry(ctx, func() error { return c.post(ctx, ServerPath, "server", body, &out, nil) }); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// retry runs try until it succeeds or fails for good, logging every fifth
+// attempt.
+func (c *Client) retry(ctx context.Context, try func() error) error {
 	start := time.Now()
 	for attempt := 0; ; attempt++ {
-		nc, err := c.try(ctx)
+		err := try()
 		if err == nil {
-			return nc, nil
+			return nil
 		}
 		var perm permanentError
 		if errors.As(err, &perm) {
-			return nil, perm.error
+			return perm.error
 		}
 		if attempt%5 == 0 {
 			klog.Infof("waiting for the server at %s (%.0fs so far): %v", c.Server, time.Since(start).Seconds(), err)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-time.After(time.Second):
 		}
 	}
 }
 
-func (c *Client) try(ctx context.Context) (*NodeConfig, error) {
+// post sends body to path over TLS verified against the server's CA, the
+// CA itself pinned by the token's hash, and decodes the JSON answer.
+func (c *Client) post(ctx context.Context, path, what string, body []byte, out any, setHeaders func(*http.Request)) error {
 	// 1. The CA bundle, fetched without verification and then checked
 	// against the hash pinned in the token.
 	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	bundle, err := get(ctx, insecure, c.Server+CACertsPath)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if c.Token.CAHash != "" {
 		if got := pki.CAHash(bundle); got != c.Token.CAHash {
-			return nil, permanentError{fmt.Errorf("the server's CA (hash %s…) does not match the CA hash in the token (%s…): wrong server, or a token from another cluster", got[:12], c.Token.CAHash[:12])}
+			return permanentError{fmt.Errorf("the server's CA (hash %s…) does not match the CA hash in the token (%s…): wrong server, or a token from another cluster", got[:12], c.Token.CAHash[:12])}
 		}
 	} else {
 		klog.Warning("the token has no CA hash (not a K10 token): the server's CA is trusted on first use")
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(bundle) {
-		return nil, permanentError{fmt.Errorf("the server's %s is not a PEM CA bundle", CACertsPath)}
+		return permanentError{fmt.Errorf("the server's %s is not a PEM CA bundle", CACertsPath)}
 	}
-	// 2. The node's credentials, over verified TLS, with the secret.
+	// 2. The request, over verified TLS, with the secret.
 	verified := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Server+NodePath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Server+path, bytes.NewReader(body))
 	if err != nil {
-		return nil, permanentError{err}
+		return permanentError{err}
 	}
 	req.SetBasicAuth(c.Token.User, c.Token.Secret)
-	req.Header.Set(headerNodeName, c.NodeName)
-	req.Header.Set(headerNodePassword, c.NodePassword)
-	req.Header.Set(headerNodeIP, strings.Join(c.NodeIPs, ","))
+	if setHeaders != nil {
+		setHeaders(req)
+	}
 	resp, err := verified.Do(req)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, permanentError{errors.New("the server rejected the token")}
-	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusBadRequest:
-		return nil, permanentError{fmt.Errorf("the server refused to join this node: %s", strings.TrimSpace(string(body)))}
+		return permanentError{errors.New("the server rejected the token")}
+	case resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusBadRequest || resp.StatusCode == http.StatusConflict:
+		return permanentError{fmt.Errorf("the server refused to join this %s: %s", what, strings.TrimSpace(string(data)))}
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("join: %s: %s", resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("join: %s: %s", resp.Status, strings.TrimSpace(string(data)))
 	}
-	var nc NodeConfig
-	if err := json.Unmarshal(body, &nc); err != nil {
-		return nil, fmt.Errorf("join: bad answer: %w", err)
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("join: bad answer: %w", err)
 	}
-	return &nc, nil
+	return nil
 }
 
 func get(ctx context.Context, c *http.Client, url string) ([]byte, error) {

@@ -10,6 +10,8 @@ const (
 	CACertsPath = "/cacerts"
 	// NodePath issues a node's credentials and the cluster settings.
 	NodePath = "/v1-distro/node"
+	// ServerPath admits a new server: its etcd member, the shared CA files.
+	ServerPath = "/v1-distro/server"
 
 	headerNodeName     = "Distro-Node-Name"
 	headerNodePassword = "Distro-Node-Password"
@@ -36,4 +38,19 @@ type NodeConfig struct {
 	ClusterDNS     string `json:"clusterDNS"`
 	ClusterDomain  string `json:"clusterDomain"`
 	FlannelBackend string `json:"flannelBackend"`
+}
+
+// ServerJoinRequest is what a joining server sends: its etcd member and the
+// settings that must be the same on every server (flag name → value).
+type ServerJoinRequest struct {
+	Name     string            `json:"name"`
+	PeerURL  string            `json:"peerURL"`
+	Settings map[string]string `json:"settings"`
+}
+
+// ServerJoinResponse is what a joining server receives: the cluster's
+// shared files (pki.SharedFiles) and its etcd initial-cluster setting.
+type ServerJoinResponse struct {
+	Files          map[string][]byte `json:"files"`
+	InitialCluster string            `json:"initialCluster"`
 }

@@ -1,14 +1,20 @@
 package join
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -28,6 +34,13 @@ type Server struct {
 	Client kubernetes.Interface
 	// Cluster settings handed to agents.
 	ClusterCIDR, ServiceCIDR, ClusterDNS, ClusterDomain string
+
+	// For joining servers: the TLS folder holding the shared files, the
+	// settings a joiner must match, and how to add its etcd member (nil:
+	// this server does not admit servers).
+	TLSDir    string
+	Settings  map[string]string
+	AddMember func(ctx context.Context, name, peerURL string) (initialCluster string, err error)
 }
 
 // Wrap serves the join routes and passes every other request to next
@@ -40,6 +53,8 @@ func (s *Server) Wrap(next http.Handler) http.Handler {
 			w.Write(pki.Bundle(s.Certs.ServerCA))
 		case NodePath:
 			s.node(w, r)
+		case ServerPath:
+			s.server(w, r)
 		default:
 			next.ServeHTTP(w, r)
 		}
@@ -51,14 +66,85 @@ func fail(w http.ResponseWriter, code int, format string, args ...interface{}) {
 	http.Error(w, msg, code)
 }
 
-func (s *Server) node(w http.ResponseWriter, r *http.Request) {
+// authorized answers a request that is not a POST with the token's
+// secret, and says whether the handler goes on.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method != http.MethodPost {
 		fail(w, http.StatusMethodNotAllowed, "use POST")
-		return
+		return false
 	}
 	user, secret, ok := r.BasicAuth()
 	if !ok || user != "server" || subtle.ConstantTimeCompare([]byte(secret), []byte(s.Secret)) != 1 {
 		fail(w, http.StatusUnauthorized, "token rejected")
+		return false
+	}
+	return true
+}
+
+// server admits a new server: the settings that must match are compared,
+// its etcd member is added as a learner, and it receives the shared files.
+func (s *Server) server(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r) {
+		return
+	}
+	if s.AddMember == nil {
+		fail(w, http.StatusForbidden, "this server was not started with --cluster-init or --server: it does not admit other servers (restart it with --cluster-init)")
+		return
+	}
+	var req ServerJoinRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, "bad request: %v", err)
+		return
+	}
+	if errs := validation.IsDNS1123Subdomain(req.Name); len(errs) > 0 {
+		fail(w, http.StatusBadRequest, "server name %q: %s", req.Name, errs[0])
+		return
+	}
+	if u, err := url.Parse(req.PeerURL); err != nil || u.Scheme != "https" || u.Port() == "" {
+		fail(w, http.StatusBadRequest, "etcd peer URL %q: want https://<ip>:<port>", req.PeerURL)
+		return
+	}
+	keys := make([]string, 0, len(s.Settings))
+	for k := range s.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if got := req.Settings[k]; got != s.Settings[k] {
+			fail(w, http.StatusBadRequest, "critical configuration mismatch: %s is %q on this cluster and %q on the joining server", k, s.Settings[k], got)
+			return
+		}
+	}
+	files := map[string][]byte{}
+	for _, name := range pki.SharedFiles {
+		data, err := os.ReadFile(filepath.Join(s.TLSDir, name))
+		if err != nil {
+			fail(w, http.StatusInternalServerError, "read %s: %v", name, err)
+			return
+		}
+		files[name] = data
+	}
+	initial, err := s.AddMember(r.Context(), req.Name, req.PeerURL)
+	var final interface{ Permanent() bool }
+	if errors.As(err, &final) && final.Permanent() {
+		klog.Warningf("join: server %s (%s) refused: %v", req.Name, r.RemoteAddr, err)
+		fail(w, http.StatusConflict, "%v", err)
+		return
+	}
+	if err != nil {
+		// Another server still joining, or etcd busy: the joiner retries.
+		klog.Infof("join: server %s (%s) asked to retry: %v", req.Name, r.RemoteAddr, err)
+		w.Header().Set("Retry-After", "2")
+		fail(w, http.StatusServiceUnavailable, "cannot add the etcd member yet, retry later: %v", err)
+		return
+	}
+	klog.Infof("join: admitted server %s (etcd peer %s) from %s", req.Name, req.PeerURL, r.RemoteAddr)
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(ServerJoinResponse{Files: files, InitialCluster: initial})
+}
+
+func (s *Server) node(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r) {
 		return
 	}
 	name := r.Header.Get(headerNodeName)

@@ -1,10 +1,12 @@
 package pki
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // FlannelUser is the identity of the pod network (flannel), which reads
@@ -18,6 +20,20 @@ type ServerInput struct {
 	ServiceIP     net.IP // first IP of the service CIDR (the kubernetes Service)
 	ClusterDomain string
 	TLSSANs       []string
+	// Shared holds the cluster's SharedFiles (path relative to the TLS
+	// folder → content) when this server joins a cluster: written before
+	// anything is issued, so its certificates chain to the cluster's CAs.
+	Shared map[string][]byte
+}
+
+// SharedFiles are the files every server of a cluster holds the same: the
+// CAs, certificate and key, and the service-account signing key. A joining
+// server receives them; it issues everything else itself.
+var SharedFiles = []string{
+	"server-ca.crt", "server-ca.key", "client-ca.crt", "client-ca.key",
+	"request-header-ca.crt", "request-header-ca.key",
+	"etcd/server-ca.crt", "etcd/server-ca.key", "etcd/peer-ca.crt", "etcd/peer-ca.key",
+	"service.key",
 }
 
 // ServerCerts are the CAs and the client credentials the server embeds in
@@ -62,6 +78,14 @@ func EnsureServer(dir string, in ServerInput) (*ServerCerts, error) {
 			return nil, err
 		}
 		if err := os.MkdirAll(filepath.Join(work, "etcd"), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if len(in.Shared) > 0 {
+		if err := placeShared(work, first, in.Shared); err != nil {
+			if first {
+				os.RemoveAll(work)
+			}
 			return nil, err
 		}
 	}
@@ -135,6 +159,35 @@ func ensureServer(dir string, in ServerInput) (*ServerCerts, error) {
 		c.Clients[user] = [2][]byte{certPEM, keyPEM}
 	}
 	return c, nil
+}
+
+// placeShared writes the cluster's shared files into a new TLS folder, or
+// checks that an existing one holds the same CA.
+func placeShared(dir string, first bool, shared map[string][]byte) error {
+	if !first {
+		have, err := os.ReadFile(filepath.Join(dir, "server-ca.crt"))
+		if err != nil || !bytes.Equal(have, shared["server-ca.crt"]) {
+			return fmt.Errorf("%s holds the certificates of another cluster: a server joins a cluster with a new data dir", dir)
+		}
+		return nil
+	}
+	for _, name := range SharedFiles {
+		data, ok := shared[name]
+		if !ok {
+			return fmt.Errorf("the cluster did not send %s", name)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".key") {
+			mode = 0o600
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), data, mode); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func dedupStrings(in []string) []string {

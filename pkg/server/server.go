@@ -7,10 +7,10 @@ import (
 	"math/big"
 	"net"
 	"os"
-	"slices"
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
@@ -22,6 +22,7 @@ import (
 	"distro/pkg/datadir"
 	"distro/pkg/etcd"
 	"distro/pkg/join"
+	"distro/pkg/leader"
 	"distro/pkg/pki"
 	"distro/pkg/token"
 )
@@ -37,13 +38,8 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return out
 	}
 	etcdArgs := args("--etcd-arg", cfg.EtcdArgs)
-	ec := etcd.Config{
-		Member: hostname, DataDir: paths.EtcdData,
-		ClientPort: cfg.EtcdClientPort, PeerPort: cfg.EtcdPeerPort,
-		ServerCA: paths.File("etcd/server-ca.crt"), ServerCert: paths.File("etcd/server-client.crt"), ServerKey: paths.File("etcd/server-client.key"),
-		PeerCA: paths.File("etcd/peer-ca.crt"), PeerCert: paths.File("etcd/peer-server-client.crt"), PeerKey: paths.File("etcd/peer-server-client.key"),
-		ExtraArgs: etcdArgs,
-	}
+	ec := etcd.ForServer(paths, hostname, cfg.EtcdClientPort, cfg.EtcdPeerPort)
+	ec.ExtraArgs = etcdArgs
 	if _, err := ec.Build(); err != nil {
 		return err
 	}
@@ -67,6 +63,13 @@ func Run(ctx context.Context, cfg *config.Server) error {
 
 	if err := preflight(cfg); err != nil {
 		return err
+	}
+	if cfg.ClusterReset {
+		return clusterReset(ctx, cfg, ec, paths)
+	}
+	ha := clusterMode(cfg, paths)
+	if ha {
+		ec.PeerHost = cfg.NodeIP
 	}
 	_, statErr := os.Stat(paths.Root)
 	firstStart := os.IsNotExist(statErr)
@@ -97,12 +100,22 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		ClusterDomain: cfg.ClusterDomain,
 		TLSSANs:       cfg.TLSSANs,
 	}
+	// A server joining a cluster: admitted by it, with its shared files.
+	if in.Shared, err = joinCluster(ctx, cfg, paths, &ec); err != nil {
+		return err
+	}
 	klog.Infof("checking certificates in %s", paths.TLS)
 	certs, err := pki.EnsureServer(paths.TLS, in)
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
+	if ha {
+		if err := markCluster(paths); err != nil {
+			return err
+		}
+	}
 	caBundle := pki.Bundle(certs.ServerCA)
+	ec.ClusterID = pki.CAHash(caBundle)
 	tok, err := token.Ensure(paths.Token, pki.CAHash(caBundle), cfg.Token)
 	if err != nil {
 		return err
@@ -131,6 +144,10 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	joinServer := &join.Server{
 		Certs: certs, Secret: tok.Secret, Client: adminClient,
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
+		TLSDir: paths.TLS, Settings: sharedSettings(cfg),
+	}
+	if ha {
+		joinServer.AddMember = ec.AddLearner
 	}
 	apiserver.Wrap = joinServer.Wrap
 	// The packaged add-ons, rendered into the manifests folder (or removed
@@ -151,7 +168,10 @@ func Run(ctx context.Context, cfg *config.Server) error {
 				klog.Infof("waiting to write bootstrap RBAC: %v", err)
 				return false, nil
 			}
-			return true, nil
+			// The Leases of the elected components live in kube-system,
+			// which the apiserver creates shortly after it serves.
+			_, err := adminClient.CoreV1().Namespaces().Get(ctx, metav1.NamespaceSystem, metav1.GetOptions{})
+			return err == nil, nil
 		})
 		if err != nil {
 			return nil // ctx ended
@@ -168,10 +188,18 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		<-ctx.Done()
 		return nil
 	}}
-	comps := []component.Component{ec, apiserver, rbac, scheduler, cm, controlPlaneReady, deployer}
-	if !slices.Contains(cfg.Disable, "coredns") {
-		comps = append(comps, &addons.NodeHosts{Client: adminClient})
+	// The scheduler, the controller-manager and distro's own controllers
+	// run on one server at a time, the holder of their Lease.
+	controllers, err := distroControllers(cfg, ec, deployer, adminClient)
+	if err != nil {
+		return err
 	}
+	elected := func(lease string, c component.Component) component.Component {
+		return &leader.Elected{Lease: lease, Identity: cfg.NodeName, Client: adminClient, Inner: c}
+	}
+	comps := []component.Component{ec, apiserver, rbac,
+		elected("kube-scheduler", scheduler), elected("kube-controller-manager", cm),
+		controlPlaneReady, elected("distro-controllers", controllers)}
 	if !cfg.DisableAgent {
 		nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
 		if err != nil {

@@ -119,6 +119,8 @@ func TestAgentJoins(t *testing.T) {
 		t.Error("kubectl exec printed nothing")
 	}
 
+	checkCrictl(t, agentDir, "p", "hello-from-agent", []string{"echo", "exec-on-agent"}, "exec-on-agent")
+
 	// Another host cannot take over the node's name.
 	if out, err := agentRun(t, "--config", cfg, "--server", server, "--token", token, "--data-dir", filepath.Join(dir, "other"), "--node-name", "worker-1"); err == nil || !strings.Contains(out, "node password rejected") {
 		t.Errorf("name takeover: err=%v\n%s", err, out)

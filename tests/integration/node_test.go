@@ -216,6 +216,8 @@ func TestNodeRunsPods(t *testing.T) {
 		t.Errorf("distro ctr images ls: %v\n%s", err, out)
 	}
 
+	checkCrictl(t, s.DataDir, "web", "web started", []string{"cat", "/www/index.html"}, "hello from web-")
+
 	// Pods outlive a server restart and still answer.
 	err, took := s.Stop()
 	if err != nil {
@@ -244,5 +246,41 @@ func TestNodeRunsPods(t *testing.T) {
 		if err := exec.Command("ip", "link", "show", iface).Run(); err == nil {
 			t.Errorf("interface %s left after killall", iface)
 		}
+	}
+}
+
+// checkCrictl runs `distro crictl` (the upstream crictl carried in the
+// runtime bundle of dataDir) against the node's containerd: pods, ps,
+// images, logs and exec of a container named container.
+func checkCrictl(t *testing.T, dataDir, container, logWant string, execCmd []string, execWant string) {
+	t.Helper()
+	crictl := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(distroBin(t), append([]string{"crictl"}, args...)...)
+		cmd.Env = append(os.Environ(), "DISTRO_DATA_DIR="+dataDir)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || stderr.Len() > 0 {
+			t.Errorf("distro crictl %v: %v\n%s%s", args, err, out, stderr.String())
+		}
+		return string(out)
+	}
+	if out := crictl("pods", "--state", "ready"); !strings.Contains(out, "POD ID") || strings.Count(out, "\n") < 2 {
+		t.Errorf("crictl pods lists no ready pod:\n%s", out)
+	}
+	ids := strings.Fields(crictl("ps", "--name", "^"+container+"$", "-q"))
+	if len(ids) == 0 {
+		t.Errorf("crictl ps --name %s: no container", container)
+		return
+	}
+	if out := crictl("images"); !strings.Contains(out, TestImage[:strings.LastIndex(TestImage, ":")]) {
+		t.Errorf("crictl images does not list %s:\n%s", TestImage, out)
+	}
+	if out := crictl("logs", ids[0]); !strings.Contains(out, logWant) {
+		t.Errorf("crictl logs %s: %q, want %q", ids[0], out, logWant)
+	}
+	if out := crictl(append([]string{"exec", ids[0]}, execCmd...)...); !strings.Contains(out, execWant) {
+		t.Errorf("crictl exec %v: %q, want %q", execCmd, out, execWant)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
 // Namespace is the containerd namespace the kubelet's pods live in.
@@ -15,7 +17,10 @@ func New(socket string) (*client.Client, error) {
 	return client.New(socket, client.WithDefaultNamespace(Namespace), client.WithTimeout(2*time.Second))
 }
 
-// Ping checks that containerd answers on socket.
+// Ping checks that containerd answers on socket, its CRI service included:
+// the CRI plugin finishes initialising after containerd's own API answers
+// (later still when it recovers many containers after a restart), and the
+// kubelet gives up at start if the CRI says "not initialized yet".
 func Ping(ctx context.Context, socket string) error {
 	c, err := New(socket)
 	if err != nil {
@@ -24,6 +29,13 @@ func Ping(ctx context.Context, socket string) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, err = c.Version(ctx)
+	if _, err = c.Version(ctx); err != nil {
+		return err
+	}
+	conn, ok := c.Conn().(*grpc.ClientConn)
+	if !ok {
+		return nil
+	}
+	_, err = runtimeapi.NewRuntimeServiceClient(conn).Version(ctx, &runtimeapi.VersionRequest{})
 	return err
 }

@@ -1,0 +1,236 @@
+package etcd
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"distro/pkg/datadir"
+	"distro/pkg/etcd/snapshot"
+	"distro/pkg/pki"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// member is a real embedded etcd with distro's TLS setup.
+type member struct {
+	Config
+	stop func()
+}
+
+func newConfig(t *testing.T, dataDir, clusterID string) Config {
+	t.Helper()
+	paths := datadir.NewServer(dataDir)
+	if _, err := pki.EnsureServer(paths.TLS, pki.ServerInput{Hostname: "test", ServiceIP: net.ParseIP("10.43.0.1"), ClusterDomain: "cluster.local"}); err != nil {
+		t.Fatal(err)
+	}
+	c := ForServer(paths, "test", freePort(t), freePort(t))
+	c.ClusterID = clusterID
+	return c
+}
+
+func start(t *testing.T, c Config) (*member, *clientv3.Client) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("etcd: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("etcd not ready in 30 s")
+	}
+	cc, err := c.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &member{Config: c, stop: func() {
+		cli.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("etcd stop: %v", err)
+		}
+	}}
+	return m, cli
+}
+
+func get(t *testing.T, cli *clientv3.Client, key string) (string, int64) {
+	t.Helper()
+	r, err := cli.Get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Kvs) == 0 {
+		return "", r.Header.Revision
+	}
+	return string(r.Kvs[0].Value), r.Header.Revision
+}
+
+func copyFile(t *testing.T, src, dst string, edit func([]byte) []byte) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dst, edit(b), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	es, _ := os.ReadDir(dir)
+	var out []string
+	for _, e := range es {
+		out = append(out, e.Name())
+	}
+	return out
+}
+
+// TestSnapshotRestore saves a snapshot of a live member, refuses corrupt,
+// truncated and foreign snapshots without touching the data, and restores a
+// good one: the keys are as they were at the snapshot, with a revision
+// bumped past every revision clients saw before.
+func TestSnapshotRestore(t *testing.T) {
+	root := t.TempDir()
+	c := newConfig(t, root, "cluster-a")
+	m, cli := start(t, c)
+	ctx := context.Background()
+	if _, err := cli.Put(ctx, "/registry/kept", "v1"); err != nil {
+		t.Fatal(err)
+	}
+	cc, _ := c.ClientConfig()
+	store := snapshot.Store{Dir: filepath.Join(root, "snapshots")}
+	f, st, err := store.Save(ctx, cc, snapshot.OnDemandPrefix, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(f.Name, "on-demand-test-") || st.Keys < 2 || f.Size == 0 {
+		t.Errorf("saved %+v %+v", f, st)
+	}
+	if id, _ := get(t, cli, ClusterIDKey); id != "cluster-a" {
+		t.Errorf("cluster ID in etcd = %q", id)
+	}
+	if _, err := cli.Delete(ctx, "/registry/kept"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, "/registry/later", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	m.stop()
+
+	before := listDir(t, root)
+	bad := filepath.Join(root, "snapshots", "bad")
+	for name, edit := range map[string]func([]byte) []byte{
+		"truncated": func(b []byte) []byte { return b[:len(b)-4096] },
+		"corrupt":   func(b []byte) []byte { b[len(b)/2] ^= 0xff; return b },
+		"not etcd":  func(b []byte) []byte { return []byte("hello") },
+	} {
+		copyFile(t, f.Path, bad, edit)
+		if _, err := c.Reset(ctx, bad); err == nil {
+			t.Errorf("%s snapshot restored", name)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error is not one line: %q", name, err)
+		}
+	}
+	os.Remove(bad)
+	foreign := c
+	foreign.ClusterID = "cluster-b"
+	if _, err := foreign.Reset(ctx, f.Path); err == nil || !strings.Contains(err.Error(), "another cluster") {
+		t.Errorf("snapshot of another cluster: err = %v", err)
+	}
+	if after := listDir(t, root); strings.Join(after, ",") != strings.Join(before, ",") {
+		t.Errorf("refused restores changed the data dir: %v -> %v", before, after)
+	}
+
+	old, err := c.Reset(ctx, f.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(old, "member")); err != nil {
+		t.Errorf("old data not kept: %v", err)
+	}
+	m, cli = start(t, c)
+	if v, rev := get(t, cli, "/registry/kept"); v != "v1" || rev < revisionBump {
+		t.Errorf("after restore: kept = %q at revision %d", v, rev)
+	}
+	if v, _ := get(t, cli, "/registry/later"); v != "" {
+		t.Errorf("after restore: a key written after the snapshot is there: %q", v)
+	}
+	m.stop()
+
+	// A reset from the member's own data keeps it.
+	if _, err := c.Reset(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	m, cli = start(t, c)
+	if v, _ := get(t, cli, "/registry/kept"); v != "v1" {
+		t.Errorf("after reset from own data: kept = %q", v)
+	}
+	m.stop()
+
+	// A datastore of another cluster is refused at start.
+	if _, _, err := func() (*member, *clientv3.Client, error) {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return nil, nil, foreign.Run(ctx, func() { t.Error("etcd of another cluster became ready") })
+	}(); err == nil || !strings.Contains(err.Error(), "belongs to another cluster") {
+		t.Errorf("start on another cluster's data: err = %v", err)
+	}
+}
+
+func TestPruneAndDelete(t *testing.T) {
+	dir := t.TempDir()
+	s := snapshot.Store{Dir: dir}
+	for i, n := range []string{"etcd-snapshot-a-1700000001", "etcd-snapshot-a-1700000002", "etcd-snapshot-a-1700000003", "on-demand-a-1700000000"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte{byte(i)}, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, err := s.Prune(snapshot.ScheduledPrefix, 2)
+	if err != nil || strings.Join(deleted, ",") != "etcd-snapshot-a-1700000001" {
+		t.Errorf("prune: %v %v", deleted, err)
+	}
+	files, _ := s.List()
+	var names []string
+	for _, f := range files {
+		names = append(names, f.Name)
+	}
+	if strings.Join(names, ",") != "on-demand-a-1700000000,etcd-snapshot-a-1700000002,etcd-snapshot-a-1700000003" {
+		t.Errorf("left: %v", names)
+	}
+	if err := s.Delete("on-demand-a-1700000000", "nope"); err == nil || !strings.Contains(err.Error(), `"nope" not found`) {
+		t.Errorf("delete of a missing name: %v", err)
+	}
+	if err := s.Delete("../x"); err == nil {
+		t.Error("delete outside the folder accepted")
+	}
+	if err := s.Delete("on-demand-a-1700000000"); err != nil {
+		t.Error(err)
+	}
+	if files, _ := s.List(); len(files) != 2 {
+		t.Errorf("after delete: %v", files)
+	}
+}

@@ -1,0 +1,173 @@
+package etcd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	"k8s.io/klog/v2"
+)
+
+// ErrRetry means the cluster cannot take a new member right now (another
+// one is still a learner); asking again later will work.
+var ErrRetry = errors.New("another server is still joining; retry shortly")
+
+// Conflict is an AddLearner error that retrying cannot change.
+type Conflict struct{ error }
+
+// Permanent marks the error as final for the join API.
+func (Conflict) Permanent() bool { return true }
+
+// AddLearner adds a member named name at peerURL to the cluster as a
+// learner, through this server's member, and returns the initial-cluster
+// setting the new member starts with. A member of that name already added
+// at the same URL (a join that did not finish) is reused; another member of
+// that name is an error.
+func (c Config) AddLearner(ctx context.Context, name, peerURL string) (string, error) {
+	cc, err := c.ClientConfig()
+	if err != nil {
+		return "", err
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return "", err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return "", fmt.Errorf("etcd member list: %w", err)
+	}
+	members := list.Members
+	found := false
+	for _, m := range members {
+		same := slices.Contains(m.PeerURLs, peerURL)
+		switch {
+		case m.Name == name && !same:
+			return "", Conflict{fmt.Errorf("an etcd member named %s already exists at %s: delete that server's Node (which removes its member) before another server takes its name", name, strings.Join(m.PeerURLs, ","))}
+		case same && m.Name != "" && m.Name != name:
+			return "", Conflict{fmt.Errorf("etcd member %s already uses the peer address %s", m.Name, peerURL)}
+		case same:
+			found = true
+		}
+	}
+	if !found {
+		resp, err := cli.MemberAddAsLearner(ctx, []string{peerURL})
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrGRPCTooManyLearners) || strings.Contains(err.Error(), "too many learner") {
+				return "", ErrRetry
+			}
+			return "", fmt.Errorf("etcd member add: %w", err)
+		}
+		members = resp.Members
+		klog.Infof("etcd: added %s (%s) as a learner", name, peerURL)
+	}
+	var cluster []string
+	for _, m := range members {
+		n := m.Name
+		if slices.Contains(m.PeerURLs, peerURL) {
+			n = name
+		}
+		if n == "" {
+			continue // another member that never started
+		}
+		for _, u := range m.PeerURLs {
+			cluster = append(cluster, n+"="+u)
+		}
+	}
+	sort.Strings(cluster)
+	return strings.Join(cluster, ","), nil
+}
+
+// waitVoter holds a member that joined as a learner until the leader has
+// promoted it: a learner serves no client requests, so the apiserver must
+// not start on it before.
+func (c Config) waitVoter(ctx context.Context, e *embed.Etcd) error {
+	if !e.Server.IsLearner() {
+		return nil
+	}
+	start := time.Now()
+	klog.Infof("etcd: this member is a learner, catching up with the cluster; waiting to be promoted to voter")
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for e.Server.IsLearner() {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-e.Err():
+			return err
+		case <-tick.C:
+		}
+		if time.Since(start) > 10*time.Minute {
+			return errors.New("etcd: still a learner after 10 minutes: is a server of the cluster reachable on its peer port?")
+		}
+	}
+	klog.Infof("etcd: promoted to voter after %.1fs", time.Since(start).Seconds())
+	return nil
+}
+
+// updatePeerURL makes the member's advertised peer URL the configured one:
+// a single server that starts a cluster (--cluster-init) moves its peer
+// address from loopback to the node IP.
+func (c Config) updatePeerURL(ctx context.Context, e *embed.Etcd) error {
+	want := c.PeerURL()
+	m := e.Server.Cluster().Member(e.Server.MemberID())
+	if m == nil || slices.Equal(m.PeerURLs, []string{want}) {
+		return nil
+	}
+	cli := v3client.New(e.Server)
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if _, err := cli.MemberUpdate(ctx, uint64(e.Server.MemberID()), []string{want}); err != nil {
+		return fmt.Errorf("etcd: moving this member's peer address to %s: %w", want, err)
+	}
+	klog.Infof("etcd: this member's peer address is now %s (was %s)", want, strings.Join(m.PeerURLs, ","))
+	return nil
+}
+
+// promoteLearners runs on every server and acts on the raft leader: a
+// learner that has caught up is promoted to voter. etcd refuses to promote
+// one that has not; it is tried again 2 s later.
+func (c Config) promoteLearners(ctx context.Context, e *embed.Etcd) {
+	cli := v3client.New(e.Server)
+	defer cli.Close()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.Server.StopNotify():
+			return
+		case <-tick.C:
+		}
+		if e.Server.Leader() != e.Server.MemberID() {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		list, err := cli.MemberList(rctx)
+		if err == nil {
+			for _, m := range list.Members {
+				if !m.IsLearner || m.Name == "" {
+					continue
+				}
+				if _, err := cli.MemberPromote(rctx, m.ID); err != nil {
+					klog.V(2).Infof("etcd: learner %s not promoted yet: %v", m.Name, err)
+					continue
+				}
+				klog.Infof("etcd: promoted learner %s (%s) to voter", m.Name, strings.Join(m.PeerURLs, ","))
+			}
+		}
+		cancel()
+	}
+}

@@ -1,0 +1,34 @@
+package server
+
+import (
+	"slices"
+
+	"k8s.io/client-go/kubernetes"
+
+	"distro/pkg/addons"
+	"distro/pkg/component"
+	"distro/pkg/config"
+	"distro/pkg/etcd"
+	"distro/pkg/etcd/snapshot"
+)
+
+// distroControllers are distro's own controllers, run as one group by the
+// server holding the distro-controllers Lease: the add-on deployer, the
+// NodeHosts updater (with CoreDNS) and the scheduled etcd snapshots.
+func distroControllers(cfg *config.Server, ec etcd.Config, deployer *addons.Deployer, client kubernetes.Interface) (component.Component, error) {
+	comps := []component.Component{deployer}
+	if !slices.Contains(cfg.Disable, "coredns") {
+		comps = append(comps, &addons.NodeHosts{Client: client})
+	}
+	if !cfg.EtcdDisableSnapshots {
+		etcdClient, err := ec.ClientConfig()
+		if err != nil {
+			return nil, err
+		}
+		comps = append(comps, &snapshot.Schedule{
+			Store: snapshot.Store{Dir: cfg.EtcdSnapshotDir}, Cron: cfg.EtcdSnapshotScheduleCron, Retention: cfg.EtcdSnapshotRetention,
+			Node: cfg.NodeName, Etcd: etcdClient, Client: client,
+		})
+	}
+	return component.Group("distro controllers", comps...), nil
+}

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestHA: three servers on embedded etcd and an agent. The first starts
+// the cluster (--cluster-init); two more join it at the same instant
+// through it (--server) and both end as etcd voters with Ready nodes. A
+// joiner with a wrong token or another --cluster-cidr exits with one line
+// and keeps nothing. With the first server killed, the two others still
+// serve the API (quorum 2 of 3); restarted, it rejoins as the same member
+// and catches up.
+func TestHA(t *testing.T) {
+	if _, err := docker("info"); err != nil {
+		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
+	}
+	if _, err := docker("image", "inspect", image); err != nil {
+		t.Fatalf("image %s not found: build it with make image", image)
+	}
+	net := fmt.Sprintf("distro-ha-%d", os.Getpid())
+	s1, s2, s3, a1 := net+"-s1", net+"-s2", net+"-s3", net+"-a1"
+	bad1, bad2 := net+"-bad1", net+"-bad2"
+	all := []string{s1, s2, s3, a1}
+	kubectlOn := func(n string, args ...string) (string, error) {
+		cmd := exec.Command("docker", append([]string{"exec", n, "distro", "kubectl"}, args...)...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return strings.TrimSpace(string(out) + stderr.String()), err
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	guardDockerUser(t)
+	must(t, "network", "create", net)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range all {
+				out, _ := docker("logs", "--tail", "40", n)
+				t.Logf("--- %s\n%s", n, out)
+			}
+			out, _ := kubectlOn(s2, "get", "nodes", "-o", "wide")
+			t.Logf("--- nodes (from %s)\n%s", s2, out)
+		}
+		docker(append([]string{"rm", "-f", "-v", bad1, bad2}, all...)...)
+		docker("network", "rm", net)
+	})
+	runArgsFor := func(name string) []string {
+		return append(append([]string{"run", "--name", name, "--hostname", name, "--network", net}, runArgs...), image)
+	}
+	start := func(name string, args ...string) {
+		must(t, append(append([]string{"run", "-d"}, runArgsFor(name)[1:]...), args...)...)
+	}
+
+	start(s1, "server", "--cluster-init")
+	var token string
+	eventually(t, 2*time.Minute, "first server's token", func() error {
+		out, err := docker("exec", s1, "cat", "/var/lib/distro/server/token")
+		if err != nil || !strings.HasPrefix(out, "K10") {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		token = out
+		return nil
+	})
+	url := "https://" + s1 + ":6443"
+	eventually(t, 2*time.Minute, "first server's API", func() error {
+		_, err := kubectlOn(s1, "get", "--raw", "/readyz")
+		return err
+	})
+
+	// Refused joiners: one line, a non-zero exit, no data dir, no member.
+	for name, c := range map[string]struct {
+		args []string
+		want string
+	}{
+		bad1: {[]string{"--token", token[:strings.LastIndex(token, ":")+1] + "wrong"}, "distro: --server " + url + ": the server rejected the token"},
+		bad2: {[]string{"--token", token, "--cluster-cidr", "10.99.0.0/16"}, `critical configuration mismatch: --cluster-cidr is "10.42.0.0/16" on this cluster and "10.99.0.0/16" on the joining server`},
+	} {
+		out, err := docker(append(runArgsFor(name), append([]string{"server", "--server", url}, c.args...)...)...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if last := lines[len(lines)-1]; err == nil || !strings.Contains(last, c.want) {
+			t.Errorf("%s: exit %v, last line %q, want it to contain %q", name, err, last, c.want)
+		}
+		if _, err := docker("cp", name+":/var/lib/distro/server", "-"); err == nil {
+			t.Errorf("%s left /var/lib/distro/server behind", name)
+		}
+	}
+
+	// Two servers join at the same instant; the agent joins too.
+	var wg sync.WaitGroup
+	for _, n := range []string{s2, s3} {
+		wg.Add(1)
+		go func(n string) {
+			defer wg.Done()
+			docker(append(append([]string{"run", "-d"}, runArgsFor(n)[1:]...), "server", "--server", url, "--token", token)...)
+		}(n)
+	}
+	wg.Wait()
+	start(a1, "agent", "--server", url, "--token", token)
+	eventually(t, 5*time.Minute, "4 nodes Ready", func() error {
+		out, err := kubectlOn(s1, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
+		if err != nil || strings.Count(out, "=True") != 4 {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	// Both joiners were learners, promoted by the raft leader.
+	for _, n := range []string{s2, s3} {
+		eventually(t, 2*time.Minute, n+" promoted to voter", func() error {
+			for _, by := range []string{s1, s2, s3} {
+				if out, _ := docker("logs", by); strings.Contains(out, "etcd: promoted learner "+n+" ") {
+					return nil
+				}
+			}
+			return fmt.Errorf("no server logged the promotion of %s", n)
+		})
+	}
+	if out, _ := kubectlOn(s1, "get", "nodes", "-l", "node-role.kubernetes.io/control-plane=true", "-o", "name"); strings.Count(out, "node/") != 3 {
+		t.Errorf("control-plane nodes: %s", out)
+	}
+	// The scheduler and controller-manager run once, on one server.
+	holders := map[string]bool{}
+	for _, lease := range []string{"kube-scheduler", "kube-controller-manager", "distro-controllers"} {
+		h, err := kubectlOn(s1, "get", "lease", "-n", "kube-system", lease, "-o", "jsonpath={.spec.holderIdentity}")
+		if err != nil || h == "" {
+			t.Errorf("lease %s: %v %q", lease, err, h)
+		}
+		holders[h] = true
+	}
+	t.Logf("lease holders: %v", holders)
+
+	// The first server dies: the other two keep the API (and etcd quorum).
+	must(t, "kill", s1)
+	killed := time.Now()
+	eventually(t, 60*time.Second, "a write through "+s2+" with "+s1+" dead", func() error {
+		_, err := kubectlOn(s2, "create", "configmap", "written-while-s1-dead", "--from-literal=k=v")
+		return err
+	})
+	t.Logf("API writable through %s %.1fs after %s was killed", s2, time.Since(killed).Seconds(), s1)
+	if _, err := kubectlOn(s3, "get", "configmap", "written-while-s1-dead"); err != nil {
+		t.Errorf("%s does not see the write: %v", s3, err)
+	}
+	// The Leases move off the dead server.
+	eventually(t, 90*time.Second, "kube-controller-manager lease off "+s1, func() error {
+		h, err := kubectlOn(s2, "get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}")
+		if err != nil || h == s1 || h == "" {
+			return fmt.Errorf("held by %q (%v)", h, err)
+		}
+		return nil
+	})
+
+	// Restarted, it rejoins as the same member and catches up.
+	must(t, "start", s1)
+	eventually(t, 3*time.Minute, s1+" serves the write made while it was dead", func() error {
+		_, err := kubectlOn(s1, "get", "configmap", "written-while-s1-dead")
+		return err
+	})
+	eventually(t, 3*time.Minute, s1+" Ready again", func() error {
+		out, err := kubectlOn(s2, "get", "node", s1, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil || out != "True" {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+}
