@@ -7,8 +7,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +23,7 @@ import (
 	"distro/pkg/fsutil"
 	"distro/pkg/join"
 	"distro/pkg/kubeclient"
+	"distro/pkg/loadbalancer"
 	"distro/pkg/node"
 	"distro/pkg/pki"
 	"distro/pkg/token"
@@ -42,20 +46,37 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 		return err
 	}
 
-	// 1. Join: credentials and cluster settings from the server.
+	// 1. The load balancer in front of the servers: the one joined first,
+	// then every server the cluster lists (saved in the data dir).
+	seed, err := url.Parse(cfg.Server)
+	if err != nil {
+		return fmt.Errorf("--server: %w", err)
+	}
+	lb := loadbalancer.New(net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.LBPort)), filepath.Join(paths.Etc, "servers.json"), seed.Host)
+
+	// 2. Join: credentials and cluster settings from a server (--server,
+	// else any server known from an earlier start).
 	klog.Infof("joining %s as node %s", cfg.Server, cfg.NodeName)
 	jc := &join.Client{Server: cfg.Server, Token: tok, NodeName: cfg.NodeName, NodePassword: password, NodeIPs: []string{cfg.NodeIP}}
+	for _, s := range lb.Servers() {
+		if s != seed.Host {
+			jc.Fallback = append(jc.Fallback, "https://"+s)
+		}
+	}
 	nc, err := jc.Join(ctx)
 	if err != nil {
 		return err
 	}
-	creds, err := writeCreds(paths, cfg.Server, nc)
+	creds, err := writeCreds(paths, lb.URL(), nc)
 	if err != nil {
+		return err
+	}
+	if lb.Client, err = kubeclient.FromKubeconfig(creds.KubeProxyKubeconfig); err != nil {
 		return err
 	}
 	klog.Infof("joined %s in %.2f s", cfg.Server, time.Since(start).Seconds())
 
-	// 2. The node.
+	// 3. The node, talking to the servers through the load balancer.
 	comps, err := node.Components(node.Config{
 		Node: cfg.Node, IP: cfg.NodeIP, DataDir: cfg.DataDir,
 		ClusterCIDR: nc.ClusterCIDR, ServiceCIDR: nc.ServiceCIDR, ClusterDNS: nc.ClusterDNS, ClusterDomain: nc.ClusterDomain,
@@ -68,6 +89,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	if err != nil {
 		return err
 	}
+	comps = append([]component.Component{lb}, comps...)
 	comps = append(comps, node.ReadyLogger(client, cfg.NodeName, start, nil))
 	return component.Starter{}.Run(ctx, comps, nil)
 }

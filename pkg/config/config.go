@@ -425,6 +425,7 @@ type Agent struct {
 	TokenFile  string
 	DataDir    string
 	NodeIP     string
+	LBPort     int
 	Node
 }
 
@@ -436,6 +437,7 @@ func AddAgentFlags(fs *pflag.FlagSet, a *Agent) {
 	fs.StringVar(&a.TokenFile, "token-file", "", "file holding the join token")
 	fs.StringVarP(&a.DataDir, "data-dir", "d", "/var/lib/distro", "folder that holds state")
 	fs.StringVar(&a.NodeIP, "node-ip", "", "IP address of this node (default: address of the default route's interface)")
+	fs.IntVar(&a.LBPort, "lb-server-port", 6444, "port on 127.0.0.1 of the load balancer in front of the servers")
 	AddNodeFlags(fs, &a.Node)
 }
 
@@ -467,6 +469,9 @@ func (a *Agent) Validate() error {
 	}
 	if a.DataDir == "" {
 		return errors.New("--data-dir must not be empty")
+	}
+	if err := validPort("--lb-server-port", a.LBPort); err != nil {
+		return err
 	}
 	if a.DataDir, err = filepath.Abs(a.DataDir); err != nil {
 		return err

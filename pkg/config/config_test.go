@@ -160,7 +160,7 @@ func TestParseArgs(t *testing.T) {
 
 func TestAgentValidate(t *testing.T) {
 	base := func() *Agent {
-		return &Agent{Server: "https://192.0.2.1:6443", DataDir: t.TempDir(), NodeIP: "192.0.2.2", Node: Node{NodeName: "w1", ProxyMode: "iptables"}}
+		return &Agent{Server: "https://192.0.2.1:6443", DataDir: t.TempDir(), NodeIP: "192.0.2.2", LBPort: 6444, Node: Node{NodeName: "w1", ProxyMode: "iptables"}}
 	}
 	a := base()
 	t.Setenv("DISTRO_TOKEN", "K10abc::server:s")
@@ -179,6 +179,7 @@ func TestAgentValidate(t *testing.T) {
 		"missing file": {func(a *Agent) { a.TokenFile = "/nonexistent/token" }, "--token-file"},
 		"bad node ip":  {func(a *Agent) { a.Token, a.NodeIP = "x", "1.2" }, "--node-ip"},
 		"bad taint":    {func(a *Agent) { a.Token, a.NodeTaints = "x", []string{"a=b"} }, "--node-taint"},
+		"bad lb port":  {func(a *Agent) { a.Token, a.LBPort = "x", 0 }, "--lb-server-port"},
 	} {
 		a := base()
 		tc.mod(a)

@@ -21,7 +21,10 @@ import (
 
 // Client is the agent's side of the join.
 type Client struct {
-	Server       string // https://host:port
+	Server string // https://host:port
+	// Fallback servers are tried in turn when Server cannot be reached
+	// (an agent's saved list of servers).
+	Fallback     []string
 	Token        token.Token
 	NodeName     string
 	NodePassword string
@@ -36,8 +39,8 @@ type permanentError struct{ error }
 // rejected token or node password end it with an error.
 func (c *Client) Join(ctx context.Context) (*NodeConfig, error) {
 	var nc NodeConfig
-	err := c.retry(ctx, func() error {
-		return c.post(ctx, NodePath, "node", nil, &nc, func(req *http.Request) {
+	err := c.retry(ctx, func(base string) error {
+		return c.post(ctx, base, NodePath, "node", nil, &nc, func(req *http.Request) {
 			req.Header.Set(headerNodeName, c.NodeName)
 			req.Header.Set(headerNodePassword, c.NodePassword)
 			req.Header.Set(headerNodeIP, strings.Join(c.NodeIPs, ","))
@@ -59,18 +62,20 @@ func (c *Client) JoinServer(ctx context.Context, in ServerJoinRequest) (*ServerJ
 		return nil, err
 	}
 	var out ServerJoinResponse
-	if err := c.retry(ctx, func() error { return c.post(ctx, ServerPath, "server", body, &out, nil) }); err != nil {
+	if err := c.retry(ctx, func(base string) error { return c.post(ctx, base, ServerPath, "server", body, &out, nil) }); err != nil {
 		return nil, err
 	}
 	return &out, nil
 }
 
 // retry runs try until it succeeds or fails for good, logging every fifth
-// attempt.
-func (c *Client) retry(ctx context.Context, try func() error) error {
+// attempt; attempts go to Server and the Fallback servers in turn.
+func (c *Client) retry(ctx context.Context, try func(base string) error) error {
 	start := time.Now()
+	bases := append([]string{c.Server}, c.Fallback...)
 	for attempt := 0; ; attempt++ {
-		err := try()
+		base := bases[attempt%len(bases)]
+		err := try(base)
 		if err == nil {
 			return nil
 		}
@@ -79,7 +84,7 @@ func (c *Client) retry(ctx context.Context, try func() error) error {
 			return perm.error
 		}
 		if attempt%5 == 0 {
-			klog.Infof("waiting for the server at %s (%.0fs so far): %v", c.Server, time.Since(start).Seconds(), err)
+			klog.Infof("waiting for the server at %s (%.0fs so far): %v", base, time.Since(start).Seconds(), err)
 		}
 		select {
 		case <-ctx.Done():
@@ -91,11 +96,11 @@ func (c *Client) retry(ctx context.Context, try func() error) error {
 
 // post sends body to path over TLS verified against the server's CA, the
 // CA itself pinned by the token's hash, and decodes the JSON answer.
-func (c *Client) post(ctx context.Context, path, what string, body []byte, out any, setHeaders func(*http.Request)) error {
+func (c *Client) post(ctx context.Context, base, path, what string, body []byte, out any, setHeaders func(*http.Request)) error {
 	// 1. The CA bundle, fetched without verification and then checked
 	// against the hash pinned in the token.
 	insecure := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	bundle, err := get(ctx, insecure, c.Server+CACertsPath)
+	bundle, err := get(ctx, insecure, base+CACertsPath)
 	if err != nil {
 		return err
 	}
@@ -112,7 +117,7 @@ func (c *Client) post(ctx context.Context, path, what string, body []byte, out a
 	}
 	// 2. The request, over verified TLS, with the secret.
 	verified := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.Server+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
 		return permanentError{err}
 	}

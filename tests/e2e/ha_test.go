@@ -136,6 +136,15 @@ func TestHA(t *testing.T) {
 	}
 	t.Logf("lease holders: %v", holders)
 
+	// The agent's load balancer knows every server.
+	eventually(t, time.Minute, a1+"'s load balancer lists the 3 servers", func() error {
+		out, err := docker("exec", a1, "cat", "/var/lib/distro/agent/etc/servers.json")
+		if err != nil || strings.Count(out, ":6443") != 3 {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+
 	// The first server dies: the other two keep the API (and etcd quorum).
 	must(t, "kill", s1)
 	killed := time.Now()
@@ -147,6 +156,27 @@ func TestHA(t *testing.T) {
 	if _, err := kubectlOn(s3, "get", "configmap", "written-while-s1-dead"); err != nil {
 		t.Errorf("%s does not see the write: %v", s3, err)
 	}
+	// The agent fails over to another server: a pod bound to it runs.
+	eventually(t, 60*time.Second, a1+"'s load balancer fails over", func() error {
+		if out, _ := docker("logs", a1); !strings.Contains(out, "load balancer: switched from") {
+			return fmt.Errorf("no failover logged yet")
+		}
+		return nil
+	})
+	pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"after-failover"},"spec":{"nodeName":%q,
+"containers":[{"name":"c","image":"registry.k8s.io/pause:3.10.2","imagePullPolicy":"Never"}]}}`, a1)
+	cmd := exec.Command("docker", "exec", "-i", s2, "distro", "kubectl", "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(pod)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("apply: %v\n%s", err, out)
+	}
+	if out, err := kubectlOn(s2, "wait", "--for=condition=Ready", "pod/after-failover", "--timeout=90s"); err != nil {
+		t.Errorf("a pod on %s after the failover: %v\n%s", a1, err, out)
+	}
+	if out, _ := kubectlOn(s2, "get", "node", a1, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`); out != "True" {
+		t.Errorf("%s Ready = %q after the failover", a1, out)
+	}
+
 	// The Leases move off the dead server.
 	eventually(t, 90*time.Second, "kube-controller-manager lease off "+s1, func() error {
 		h, err := kubectlOn(s2, "get", "lease", "-n", "kube-system", "kube-controller-manager", "-o", "jsonpath={.spec.holderIdentity}")
