@@ -151,6 +151,9 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return err
 	}
+	if _, err := os.Stat(c.tombstone()); err == nil {
+		return c.removedError()
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("start etcd: %w", err)
@@ -163,7 +166,7 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
-		return err
+		return c.checkRemoved(e, err)
 	case <-ctx.Done():
 		return nil
 	}
@@ -180,9 +183,9 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 	ready()
 	select {
 	case err := <-e.Err():
-		return err
+		return c.checkRemoved(e, err)
 	case <-e.Server.StopNotify():
-		return fmt.Errorf("etcd server stopped")
+		return c.checkRemoved(e, fmt.Errorf("etcd server stopped"))
 	case <-ctx.Done():
 		return nil
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
@@ -13,6 +15,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 )
 
@@ -170,4 +175,152 @@ func (c Config) promoteLearners(ctx context.Context, e *embed.Etcd) {
 		}
 		cancel()
 	}
+}
+
+// tombstone records that this member was removed from the cluster: the
+// server then refuses to start until its etcd data is deleted.
+func (c Config) tombstone() string { return filepath.Join(filepath.Dir(c.DataDir), "removed") }
+
+func (c Config) removedError() error {
+	return fmt.Errorf("this server's etcd member was removed from the cluster (its Node was deleted): to rejoin, stop distro, delete %s and start it with --server https://<a server>:6443 --token <token>", filepath.Dir(c.DataDir))
+}
+
+// checkRemoved turns etcd stopping because this member was removed into
+// the error that says how to rejoin, and leaves a tombstone.
+func (c Config) checkRemoved(e *embed.Etcd, err error) error {
+	removed := e.Server.IsIDRemoved(uint64(e.Server.MemberID())) ||
+		(err != nil && strings.Contains(err.Error(), "permanently removed"))
+	if !removed {
+		return err
+	}
+	os.WriteFile(c.tombstone(), []byte("this etcd member was removed from the cluster\n"), 0o600)
+	return c.removedError()
+}
+
+// Node annotations and finalizer that tie a server's Node to its member.
+const (
+	MemberAnnotation = "etcd.distro.io/member-name"
+	MemberFinalizer  = "etcd.distro.io/member"
+)
+
+// NodeMarker, on every server of a cluster, marks the server's Node with
+// its etcd member name and a finalizer, so deleting the Node removes the
+// member (MemberRemover).
+type NodeMarker struct {
+	Client kubernetes.Interface
+	Node   string
+	Member string
+}
+
+// Name implements component.Component.
+func (m *NodeMarker) Name() string { return "etcd member on the Node" }
+
+// Run implements component.Component.
+func (m *NodeMarker) Run(ctx context.Context, ready func()) error {
+	ready()
+	for ctx.Err() == nil {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			n, err := m.Client.CoreV1().Nodes().Get(ctx, m.Node, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if n.DeletionTimestamp != nil || (n.Annotations[MemberAnnotation] == m.Member && slices.Contains(n.Finalizers, MemberFinalizer)) {
+				return nil
+			}
+			if n.Annotations == nil {
+				n.Annotations = map[string]string{}
+			}
+			n.Annotations[MemberAnnotation] = m.Member
+			if !slices.Contains(n.Finalizers, MemberFinalizer) {
+				n.Finalizers = append(n.Finalizers, MemberFinalizer)
+			}
+			_, err = m.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			return err
+		})
+		if err == nil {
+			break
+		}
+		klog.V(2).Infof("marking node %s with its etcd member: %v", m.Node, err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(2 * time.Second):
+		}
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// MemberRemover runs on one server (elected): when a server's Node is
+// being deleted, it removes that server's etcd member, then the Node's
+// finalizer. A member that is already gone only costs the finalizer, so a
+// deletion never sticks.
+type MemberRemover struct {
+	Client kubernetes.Interface
+	Etcd   Config
+}
+
+// Name implements component.Component.
+func (r *MemberRemover) Name() string { return "etcd member removal" }
+
+// Run implements component.Component.
+func (r *MemberRemover) Run(ctx context.Context, ready func()) error {
+	ready()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(3 * time.Second):
+		}
+		nodes, err := r.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+		if err != nil {
+			continue
+		}
+		for i := range nodes.Items {
+			n := &nodes.Items[i]
+			if n.DeletionTimestamp == nil || !slices.Contains(n.Finalizers, MemberFinalizer) {
+				continue
+			}
+			if err := r.remove(ctx, n.Annotations[MemberAnnotation]); err != nil {
+				klog.Warningf("node %s is being deleted: removing its etcd member: %v", n.Name, err)
+				continue
+			}
+			n.Finalizers = slices.DeleteFunc(n.Finalizers, func(f string) bool { return f == MemberFinalizer })
+			if _, err := r.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
+				klog.Warningf("node %s: removing the finalizer %s: %v", n.Name, MemberFinalizer, err)
+			}
+		}
+	}
+}
+
+func (r *MemberRemover) remove(ctx context.Context, name string) error {
+	if name == "" {
+		return nil
+	}
+	cc, err := r.Etcd.ClientConfig()
+	if err != nil {
+		return err
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	list, err := cli.MemberList(ctx)
+	if err != nil {
+		return err
+	}
+	for _, m := range list.Members {
+		if m.Name != name {
+			continue
+		}
+		if _, err := cli.MemberRemove(ctx, m.ID); err != nil {
+			return err
+		}
+		klog.Infof("etcd: removed member %s (%s): its Node was deleted", name, strings.Join(m.PeerURLs, ","))
+		return nil
+	}
+	klog.Infof("etcd: member %s is already gone", name)
+	return nil
 }

@@ -14,9 +14,13 @@ import (
 
 // distroControllers are distro's own controllers, run as one group by the
 // server holding the distro-controllers Lease: the add-on deployer, the
-// NodeHosts updater (with CoreDNS) and the scheduled etcd snapshots.
-func distroControllers(cfg *config.Server, ec etcd.Config, deployer *addons.Deployer, client kubernetes.Interface) (component.Component, error) {
+// NodeHosts updater (with CoreDNS), the scheduled etcd snapshots and, in a
+// cluster of servers, the removal of a deleted server's etcd member.
+func distroControllers(cfg *config.Server, ec etcd.Config, ha bool, deployer *addons.Deployer, client kubernetes.Interface) (component.Component, error) {
 	comps := []component.Component{deployer}
+	if ha {
+		comps = append(comps, &etcd.MemberRemover{Client: client, Etcd: ec})
+	}
 	if !slices.Contains(cfg.Disable, "coredns") {
 		comps = append(comps, &addons.NodeHosts{Client: client})
 	}

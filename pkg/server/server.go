@@ -190,7 +190,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}}
 	// The scheduler, the controller-manager and distro's own controllers
 	// run on one server at a time, the holder of their Lease.
-	controllers, err := distroControllers(cfg, ec, deployer, adminClient)
+	controllers, err := distroControllers(cfg, ec, ha, deployer, adminClient)
 	if err != nil {
 		return err
 	}
@@ -206,6 +206,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			return err
 		}
 		comps = append(comps, nodeComps...)
+		if ha {
+			comps = append(comps, &etcd.NodeMarker{Client: adminClient, Node: cfg.NodeName, Member: ec.Member})
+		}
 	}
 	return component.Starter{}.Run(ctx, comps, nil)
 }

@@ -199,4 +199,45 @@ func TestHA(t *testing.T) {
 		}
 		return nil
 	})
+
+	// Deleting a server's Node removes its etcd member; the server stops
+	// and says how to rejoin; the Node does not stick in Terminating.
+	if out, _ := kubectlOn(s2, "get", "node", s3, "-o", "jsonpath={.metadata.finalizers}"); !strings.Contains(out, "etcd.distro.io/member") {
+		t.Errorf("%s's Node has no etcd member finalizer: %s", s3, out)
+	}
+	if out, err := kubectlOn(s2, "delete", "node", s3, "--timeout=90s"); err != nil {
+		t.Fatalf("delete node %s: %v\n%s", s3, err, out)
+	}
+	eventually(t, time.Minute, s3+"'s member removed", func() error {
+		for _, by := range []string{s1, s2} {
+			if out, _ := docker("logs", by); strings.Contains(out, "etcd: removed member "+s3+" ") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no server logged the removal")
+	})
+	eventually(t, time.Minute, s3+" stops, saying how to rejoin", func() error {
+		if st, _ := docker("inspect", "-f", "{{.State.Running}}", s3); st != "false" {
+			return fmt.Errorf("still running")
+		}
+		if out, _ := docker("logs", "--tail", "3", s3); !strings.Contains(out, "etcd member was removed from the cluster") {
+			return fmt.Errorf("last lines: %s", out)
+		}
+		return nil
+	})
+	if out, err := kubectlOn(s2, "create", "configmap", "after-removal"); err != nil {
+		t.Errorf("the API with 2 servers left: %v\n%s", err, out)
+	}
+	// Restarted with its old data, it refuses at once.
+	docker("start", s3)
+	eventually(t, time.Minute, s3+" refuses to start with its old data", func() error {
+		if st, _ := docker("inspect", "-f", "{{.State.Running}}", s3); st != "false" {
+			return fmt.Errorf("still running")
+		}
+		out, _ := docker("logs", "--tail", "1", s3)
+		if !strings.Contains(out, "delete /var/lib/distro/server/db and start it with --server") {
+			return fmt.Errorf("last line: %s", out)
+		}
+		return nil
+	})
 }
