@@ -121,6 +121,12 @@ func TestSnapshotRestore(t *testing.T) {
 	if _, err := cli.Put(ctx, "/registry/kept", "v1"); err != nil {
 		t.Fatal(err)
 	}
+	if wrote, err := c.StoreBootstrap(ctx, "s3cret", map[string][]byte{"server-ca.crt": []byte("ca")}); err != nil || !wrote {
+		t.Fatalf("store bootstrap: %v %v", wrote, err)
+	}
+	if wrote, err := c.StoreBootstrap(ctx, "s3cret", map[string][]byte{"server-ca.crt": []byte("ca")}); err != nil || wrote {
+		t.Errorf("store unchanged bootstrap again: wrote=%v %v", wrote, err)
+	}
 	cc, _ := c.ClientConfig()
 	store := snapshot.Store{Dir: filepath.Join(root, "snapshots")}
 	f, st, err := store.Save(ctx, cc, snapshot.OnDemandPrefix, "test")
@@ -149,7 +155,7 @@ func TestSnapshotRestore(t *testing.T) {
 		"not etcd":  func(b []byte) []byte { return []byte("hello") },
 	} {
 		copyFile(t, f.Path, bad, edit)
-		if _, err := c.Reset(ctx, bad); err == nil {
+		if _, err := c.Reset(ctx, bad, nil); err == nil {
 			t.Errorf("%s snapshot restored", name)
 		} else if strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error is not one line: %q", name, err)
@@ -158,16 +164,26 @@ func TestSnapshotRestore(t *testing.T) {
 	os.Remove(bad)
 	foreign := c
 	foreign.ClusterID = "cluster-b"
-	if _, err := foreign.Reset(ctx, f.Path); err == nil || !strings.Contains(err.Error(), "another cluster") {
+	if _, err := foreign.Reset(ctx, f.Path, nil); err == nil || !strings.Contains(err.Error(), "another cluster") {
 		t.Errorf("snapshot of another cluster: err = %v", err)
 	}
 	if after := listDir(t, root); strings.Join(after, ",") != strings.Join(before, ",") {
 		t.Errorf("refused restores changed the data dir: %v -> %v", before, after)
 	}
 
-	old, err := c.Reset(ctx, f.Path)
+	var sealed []byte
+	old, err := c.Reset(ctx, f.Path, func(id string, b []byte) error {
+		if id != "cluster-a" {
+			t.Errorf("cluster ID seen by check: %q", id)
+		}
+		sealed = b
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if files, err := OpenBootstrap("s3cret", sealed); err != nil || string(files["server-ca.crt"]) != "ca" {
+		t.Errorf("bootstrap data in the snapshot: %v %v", files, err)
 	}
 	if _, err := os.Stat(filepath.Join(old, "member")); err != nil {
 		t.Errorf("old data not kept: %v", err)
@@ -182,7 +198,7 @@ func TestSnapshotRestore(t *testing.T) {
 	m.stop()
 
 	// A reset from the member's own data keeps it.
-	if _, err := c.Reset(ctx, ""); err != nil {
+	if _, err := c.Reset(ctx, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	m, cli = start(t, c)
@@ -232,5 +248,27 @@ func TestPruneAndDelete(t *testing.T) {
 	}
 	if files, _ := s.List(); len(files) != 2 {
 		t.Errorf("after delete: %v", files)
+	}
+}
+
+func TestBootstrapSeal(t *testing.T) {
+	files := map[string][]byte{"server-ca.crt": []byte("cert"), "server-ca.key": []byte("key")}
+	sealed, err := SealBootstrap("s3cret", files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), "cert") || strings.Contains(string(sealed), "key") {
+		t.Error("sealed data holds the files in the clear")
+	}
+	got, err := OpenBootstrap("s3cret", sealed)
+	if err != nil || string(got["server-ca.key"]) != "key" || len(got) != 2 {
+		t.Errorf("open: %v %v", got, err)
+	}
+	if _, err := OpenBootstrap("other", sealed); err != ErrBootstrapSecret {
+		t.Errorf("open with another secret: %v", err)
+	}
+	sealed[len(sealed)-1] ^= 1
+	if _, err := OpenBootstrap("s3cret", sealed); err == nil {
+		t.Error("tampered data opened")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -30,16 +31,18 @@ const revisionBump = 1_000_000_000
 
 // Reset turns this member into a one-member cluster, from its own data or,
 // when restorePath is set, from that snapshot. A snapshot is verified (and
-// checked to be of this cluster) before anything on disk is touched; the
-// old data is kept next to the new, and its path returned.
-func (c Config) Reset(ctx context.Context, restorePath string) (string, error) {
+// checked to be of this cluster) before anything on disk is touched; check,
+// when set, also sees the snapshot's cluster ID and sealed bootstrap data
+// first and can refuse it. The old data is kept next to the new, and its
+// path returned.
+func (c Config) Reset(ctx context.Context, restorePath string, check func(clusterID string, bootstrap []byte) error) (string, error) {
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	old := c.DataDir + "-old-" + stamp
 	for i := 2; exists(old); i++ {
 		old = fmt.Sprintf("%s-old-%s-%d", c.DataDir, stamp, i)
 	}
 	if restorePath != "" {
-		return old, c.restore(restorePath, old, stamp)
+		return old, c.restore(restorePath, old, stamp, check)
 	}
 	if _, err := os.Stat(filepath.Join(c.DataDir, "member")); err != nil {
 		return "", fmt.Errorf("--cluster-reset: no etcd data in %s to reset (give --cluster-reset-restore-path to restore a snapshot)", c.DataDir)
@@ -70,7 +73,7 @@ func (c Config) Reset(ctx context.Context, restorePath string) (string, error) {
 	return old, c.checkClusterID(ctx, e)
 }
 
-func (c Config) restore(path, old, stamp string) error {
+func (c Config) restore(path, old, stamp string, check func(string, []byte) error) error {
 	klog.Infof("cluster reset: verifying snapshot %s", path)
 	if _, err := snapshot.Verify(path); err != nil {
 		return fmt.Errorf("--cluster-reset-restore-path: %w", err)
@@ -95,12 +98,18 @@ func (c Config) restore(path, old, stamp string) error {
 	if err != nil {
 		return fmt.Errorf("--cluster-reset-restore-path %s: %v", path, firstLine(err))
 	}
-	id, err := readClusterID(filepath.Join(tmp, "member", "snap", "db"))
+	vals, err := readKeys(filepath.Join(tmp, "member", "snap", "db"), ClusterIDKey, BootstrapKey)
 	if err != nil {
 		return fmt.Errorf("--cluster-reset-restore-path %s: %v", path, err)
 	}
+	id := string(vals[ClusterIDKey])
 	if id != "" && c.ClusterID != "" && id != c.ClusterID {
 		return fmt.Errorf("--cluster-reset-restore-path %s is a snapshot of another cluster (its CA hash %s, this server's %s)", path, id, c.ClusterID)
+	}
+	if check != nil {
+		if err := check(id, vals[BootstrapKey]); err != nil {
+			return fmt.Errorf("--cluster-reset-restore-path %s: %w", path, err)
+		}
 	}
 	if _, err := os.Stat(c.DataDir); err == nil {
 		klog.Infof("cluster reset: moving the old data to %s", old)
@@ -111,15 +120,15 @@ func (c Config) restore(path, old, stamp string) error {
 	return os.Rename(tmp, c.DataDir)
 }
 
-// readClusterID returns the newest value of ClusterIDKey in an etcd
-// database file ("" when the key is absent or deleted).
-func readClusterID(dbPath string) (string, error) {
+// readKeys returns the newest values of keys in an etcd database file
+// (absent or deleted keys are missing from the map).
+func readKeys(dbPath string, keys ...string) (map[string][]byte, error) {
 	db, err := bolt.Open(dbPath, 0o400, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	defer db.Close()
-	id := ""
+	vals := map[string][]byte{}
 	err = db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket([]byte("key"))
 		if b == nil {
@@ -130,18 +139,18 @@ func readClusterID(dbPath string) (string, error) {
 			if err := proto.Unmarshal(v, &kv); err != nil {
 				return err
 			}
-			if string(kv.Key) != ClusterIDKey {
+			if !slices.Contains(keys, string(kv.Key)) {
 				return nil
 			}
 			if mvcc.IsTombstone(k) {
-				id = ""
+				delete(vals, string(kv.Key))
 			} else {
-				id = string(kv.Value)
+				vals[string(kv.Key)] = kv.Value
 			}
 			return nil
 		})
 	})
-	return id, err
+	return vals, err
 }
 
 func exists(p string) bool {

@@ -12,8 +12,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -115,14 +113,10 @@ func (s *Server) server(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	files := map[string][]byte{}
-	for _, name := range pki.SharedFiles {
-		data, err := os.ReadFile(filepath.Join(s.TLSDir, name))
-		if err != nil {
-			fail(w, http.StatusInternalServerError, "read %s: %v", name, err)
-			return
-		}
-		files[name] = data
+	files, err := pki.ReadShared(s.TLSDir)
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "%v", err)
+		return
 	}
 	initial, err := s.AddMember(r.Context(), req.Name, req.PeerURL)
 	var final interface{ Permanent() bool }

@@ -171,10 +171,29 @@ func placeShared(dir string, first bool, shared map[string][]byte) error {
 		}
 		return nil
 	}
+	return WriteShared(dir, shared)
+}
+
+// ReadShared reads the cluster's shared files from a TLS folder.
+func ReadShared(dir string) (map[string][]byte, error) {
+	files := map[string][]byte{}
+	for _, name := range SharedFiles {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, err
+		}
+		files[name] = data
+	}
+	return files, nil
+}
+
+// WriteShared writes the cluster's shared files (all of SharedFiles) into
+// a TLS folder, keys mode 0600.
+func WriteShared(dir string, shared map[string][]byte) error {
 	for _, name := range SharedFiles {
 		data, ok := shared[name]
 		if !ok {
-			return fmt.Errorf("the cluster did not send %s", name)
+			return fmt.Errorf("the cluster's shared files lack %s", name)
 		}
 		mode := os.FileMode(0o644)
 		if strings.HasSuffix(name, ".key") {

@@ -7,13 +7,16 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/klog/v2"
 
+	"distro/pkg/component"
 	"distro/pkg/config"
 	"distro/pkg/datadir"
 	"distro/pkg/etcd"
 	"distro/pkg/join"
+	"distro/pkg/pki"
 	"distro/pkg/token"
 )
 
@@ -82,4 +85,33 @@ func joinCluster(ctx context.Context, cfg *config.Server, paths datadir.Server, 
 	klog.Infof("admitted by %s: etcd cluster %s", cfg.JoinServer, resp.InitialCluster)
 	ec.InitialCluster = resp.InitialCluster
 	return resp.Files, nil
+}
+
+// bootstrapStore keeps the cluster's shared files in etcd, sealed with the
+// token's secret (etcd.BootstrapKey), so that a snapshot can be restored on
+// a new server given the token. It runs after etcd on every server.
+func bootstrapStore(ec etcd.Config, paths datadir.Server, secret string) component.Component {
+	return component.Func{N: "bootstrap data", F: func(ctx context.Context, ready func()) error {
+		files, err := pki.ReadShared(paths.TLS)
+		if err != nil {
+			return err
+		}
+		ready() // nothing waits for it: the key derivation stays off the boot path
+		for {
+			wrote, err := ec.StoreBootstrap(ctx, secret, files)
+			if wrote {
+				klog.Infof("stored the cluster's CAs and service-account key in etcd, sealed with the token's secret (a snapshot restores on a new server given the token)")
+			}
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			klog.Infof("waiting to store the bootstrap data in etcd: %v", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+		<-ctx.Done()
+		return nil
+	}}
 }

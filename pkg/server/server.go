@@ -197,7 +197,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	elected := func(lease string, c component.Component) component.Component {
 		return &leader.Elected{Lease: lease, Identity: cfg.NodeName, Client: adminClient, Inner: c}
 	}
-	comps := []component.Component{ec, apiserver, rbac,
+	comps := []component.Component{ec, bootstrapStore(ec, paths, tok.Secret), apiserver, rbac,
 		elected("kube-scheduler", scheduler), elected("kube-controller-manager", cm),
 		controlPlaneReady, elected("distro-controllers", controllers)}
 	if !cfg.DisableAgent {

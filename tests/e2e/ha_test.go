@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -145,6 +146,24 @@ func TestHA(t *testing.T) {
 		return nil
 	})
 
+	// A writer on the agent creates a ConfigMap every 100 ms through the
+	// agent's load balancer (admin credentials, server 127.0.0.1:6444) and
+	// records each acknowledged write with its time.
+	admin := must(t, "exec", s1, "cat", "/etc/distro/distro.yaml")
+	admin = regexp.MustCompile(`server: https://[^\s]+`).ReplaceAllString(admin, "server: https://127.0.0.1:6444")
+	cmd := exec.Command("docker", "exec", "-i", a1, "sh", "-c", "cat > /tmp/admin.yaml")
+	cmd.Stdin = strings.NewReader(admin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("admin kubeconfig on %s: %v\n%s", a1, err, out)
+	}
+	writer := `end=$(($(date +%s) + 40)); i=0
+while [ $(date +%s) -lt $end ]; do
+  if distro kubectl --kubeconfig /tmp/admin.yaml --request-timeout=5s create configmap w-$i >/dev/null 2>&1; then echo "$i $(cut -d' ' -f1 /proc/uptime)" >> /tmp/acks; fi
+  i=$((i+1)); sleep 0.1
+done; echo end >> /tmp/acks`
+	must(t, "exec", "-d", a1, "sh", "-c", writer)
+	time.Sleep(10 * time.Second)
+
 	// The first server dies: the other two keep the API (and etcd quorum).
 	must(t, "kill", s1)
 	killed := time.Now()
@@ -156,6 +175,48 @@ func TestHA(t *testing.T) {
 	if _, err := kubectlOn(s3, "get", "configmap", "written-while-s1-dead"); err != nil {
 		t.Errorf("%s does not see the write: %v", s3, err)
 	}
+	// The writer's longest gap, and every acknowledged write still there.
+	var acks string
+	eventually(t, 90*time.Second, "the writer on "+a1+" ends", func() error {
+		acks, _ = docker("exec", a1, "cat", "/tmp/acks")
+		if !strings.HasSuffix(acks, "end") {
+			return fmt.Errorf("still writing")
+		}
+		return nil
+	})
+	var last, gap float64 // seconds of uptime
+	acked := map[string]bool{}
+	for _, line := range strings.Split(acks, "\n") {
+		var i int
+		var at float64
+		if n, _ := fmt.Sscan(line, &i, &at); n != 2 {
+			continue
+		}
+		acked[fmt.Sprintf("configmap/w-%d", i)] = true
+		if last != 0 && at-last > gap {
+			gap = at - last
+		}
+		last = at
+	}
+	present := map[string]bool{}
+	out, err := kubectlOn(s2, "get", "configmaps", "-o", "name")
+	if err != nil {
+		t.Fatalf("list configmaps: %v\n%s", err, out)
+	}
+	for _, n := range strings.Fields(out) {
+		present[n] = true
+	}
+	missing := 0
+	for n := range acked {
+		if !present[n] {
+			missing++
+		}
+	}
+	t.Logf("writer through %s's load balancer, %s killed mid-run: %d writes acknowledged, longest gap %.1fs, %d acknowledged writes missing", a1, s1, len(acked), gap, missing)
+	if missing != 0 || len(acked) < 20 {
+		t.Errorf("%d acknowledged writes missing (of %d)", missing, len(acked))
+	}
+
 	// The agent fails over to another server: a pod bound to it runs.
 	eventually(t, 60*time.Second, a1+"'s load balancer fails over", func() error {
 		if out, _ := docker("logs", a1); !strings.Contains(out, "load balancer: switched from") {
@@ -165,7 +226,7 @@ func TestHA(t *testing.T) {
 	})
 	pod := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"after-failover"},"spec":{"nodeName":%q,
 "containers":[{"name":"c","image":"registry.k8s.io/pause:3.10.2","imagePullPolicy":"Never"}]}}`, a1)
-	cmd := exec.Command("docker", "exec", "-i", s2, "distro", "kubectl", "apply", "-f", "-")
+	cmd = exec.Command("docker", "exec", "-i", s2, "distro", "kubectl", "apply", "-f", "-")
 	cmd.Stdin = strings.NewReader(pod)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("apply: %v\n%s", err, out)
@@ -209,7 +270,8 @@ func TestHA(t *testing.T) {
 		t.Fatalf("delete node %s: %v\n%s", s3, err, out)
 	}
 	eventually(t, time.Minute, s3+"'s member removed", func() error {
-		for _, by := range []string{s1, s2} {
+		// By the holder of the distro-controllers Lease, which may be s3.
+		for _, by := range []string{s1, s2, s3} {
 			if out, _ := docker("logs", by); strings.Contains(out, "etcd: removed member "+s3+" ") {
 				return nil
 			}
@@ -240,4 +302,82 @@ func TestHA(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestHASimultaneousStart: the first server, two more servers and an agent
+// started at the same instant (a preset token, as an automated install
+// does) all join: the joiners retry, saying so, until the first server
+// admits them. E2E_SIMULTANEOUS_RUNS repeats it (default 1).
+func TestHASimultaneousStart(t *testing.T) {
+	if _, err := docker("info"); err != nil {
+		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
+	}
+	if _, err := docker("image", "inspect", image); err != nil {
+		t.Fatalf("image %s not found: build it with make image", image)
+	}
+	runs := 1
+	fmt.Sscan(envOr("E2E_SIMULTANEOUS_RUNS", "1"), &runs)
+	guardDockerUser(t)
+	for run := 1; run <= runs; run++ {
+		net := fmt.Sprintf("distro-sim-%d-%d", os.Getpid(), run)
+		s1, s2, s3, a1 := net+"-s1", net+"-s2", net+"-s3", net+"-a1"
+		all := []string{s1, s2, s3, a1}
+		must(t, "network", "create", net)
+		cleanup := func() {
+			if t.Failed() {
+				for _, n := range all {
+					out, _ := docker("logs", "--tail", "30", n)
+					t.Logf("--- %s\n%s", n, out)
+				}
+			}
+			docker(append([]string{"rm", "-f", "-v"}, all...)...)
+			docker("network", "rm", net)
+		}
+		url := "https://" + s1 + ":6443"
+		const secret = "simultaneous-start-secret"
+		args := map[string][]string{
+			s1: {"server", "--cluster-init", "--token", secret},
+			s2: {"server", "--server", url, "--token", secret},
+			s3: {"server", "--server", url, "--token", secret},
+			a1: {"agent", "--server", url, "--token", secret},
+		}
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, n := range all {
+			wg.Add(1)
+			go func(n string) {
+				defer wg.Done()
+				docker(append(append([]string{"run", "-d", "--name", n, "--hostname", n, "--network", net}, append(runArgs, image)...), args[n]...)...)
+			}(n)
+		}
+		wg.Wait()
+		ok := true
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			out, err := exec.Command("docker", "exec", s1, "distro", "kubectl", "get", "nodes", "-o",
+				`jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`).Output()
+			if err == nil && strings.Count(string(out), "=True") == 4 {
+				break
+			}
+			for _, n := range all {
+				if st, _ := docker("inspect", "-f", "{{.State.Running}}", n); st == "false" {
+					t.Errorf("run %d: %s exited", run, n)
+					ok = false
+				}
+			}
+			if !ok || time.Now().After(deadline) {
+				t.Errorf("run %d: not all 4 nodes Ready: %s", run, out)
+				ok = false
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
+		if ok {
+			t.Logf("run %d: 3 servers and an agent started at once, all Ready in %.0fs", run, time.Since(start).Seconds())
+		}
+		cleanup()
+		if !ok {
+			return
+		}
+	}
 }

@@ -183,3 +183,59 @@ func lastLine(s string) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestRestoreOnNewServer: a snapshot restored on a new data dir with the
+// cluster's token brings back the cluster's CAs (sealed in the snapshot
+// with the token's secret) and its objects with their UIDs; another
+// token's secret is refused and leaves nothing behind.
+func TestRestoreOnNewServer(t *testing.T) {
+	requireRoot(t)
+	off := []string{"--disable-agent", "--disable", "coredns,local-storage,metrics-server"}
+	a := NewServer(t, off...)
+	a.Start()
+	a.MustKubectl("create", "secret", "generic", "kept", "--from-literal=password=s3cret")
+	uid := a.MustKubectl("get", "secret", "kept", "-o", "jsonpath={.metadata.uid}")
+	// The bootstrap data is stored in the background after etcd starts.
+	Eventually(t, 30*time.Second, "bootstrap data stored", func() error {
+		if !strings.Contains(a.Log(), "stored the cluster's CAs and service-account key in etcd") {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	out, err := a.Snapshot("save")
+	if err != nil {
+		t.Fatalf("save: %v\n%s", err, out)
+	}
+	snap := regexp.MustCompile(`saved (\S+) \(`).FindStringSubmatch(out)[1]
+	tokenBytes, _ := os.ReadFile(filepath.Join(a.DataDir, "server", "token"))
+	token := strings.TrimSpace(string(tokenBytes))
+	caA, _ := os.ReadFile(filepath.Join(a.DataDir, "server", "tls", "server-ca.crt"))
+	if err, _ := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	b := NewServer(t, off...)
+	reset := func(tok string) (string, error) {
+		return Distro(t, append(append([]string{}, b.args...), "--cluster-reset", "--cluster-reset-restore-path", snap, "--token", tok)...)
+	}
+	wrong := token[:strings.LastIndex(token, ":")+1] + "not-the-secret"
+	if out, err := reset(wrong); err == nil || !strings.Contains(lastLine(out), "does not open this cluster's bootstrap data") {
+		t.Errorf("restore with another token's secret: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(b.DataDir, "server")); err == nil {
+		t.Errorf("a refused restore left %s/server behind", b.DataDir)
+	}
+	if out, err := reset(token); err != nil || !strings.Contains(out, "cluster reset done") {
+		t.Fatalf("restore on a new server: %v\n%s", err, out)
+	}
+	if caB, _ := os.ReadFile(filepath.Join(b.DataDir, "server", "tls", "server-ca.crt")); string(caB) != string(caA) {
+		t.Error("the new server does not hold the cluster's CA")
+	}
+	b.Start()
+	if got := b.MustKubectl("get", "secret", "kept", "-o", "jsonpath={.metadata.uid}"); got != uid {
+		t.Errorf("restored secret uid %q, was %q", got, uid)
+	}
+	if got, _ := os.ReadFile(filepath.Join(b.DataDir, "server", "token")); strings.TrimSpace(string(got)) != token {
+		t.Errorf("token after restore %q, want the cluster's %q", got, token)
+	}
+}
