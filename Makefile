@@ -17,7 +17,7 @@ LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
 UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/...
 
-.PHONY: all deps build runtime test unit integration e2e image bench clean conformance-images conformance
+.PHONY: all deps build runtime test unit integration e2e e2e-ha image bench clean conformance-images conformance
 
 all: deps build
 
@@ -78,7 +78,13 @@ e2e: image $(MKIMAGE)
 	$(MKIMAGE) --tag distro.test/busybox:1 --out build/e2e-busybox.tar --entrypoint /bin/sh \
 		--file /bin/busybox:/bin/busybox:0755 --dir /www:0755 --dir /tmp:1777 \
 		$(foreach a,sh httpd sleep nc echo cat hostname nslookup,--symlink /bin/$(a):busybox)
-	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 20m ./tests/e2e/...
+	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 20m -run 'TestCluster$$' ./tests/e2e/...
+
+# 3 servers on embedded etcd + 1 agent in Docker (tests/e2e/ha_test.go): join,
+# failover under a writer, membership, simultaneous start
+# (E2E_SIMULTANEOUS_RUNS=5 repeats that one).
+e2e-ha: image
+	DISTRO_IMAGE=$(IMAGE) $(GO) test -count=1 -v -timeout 30m -run 'TestHA' ./tests/e2e/...
 
 # The upstream conformance suite, offline: every image it needs built from
 # source (scripts/conformance/images.sh), hydrophone to run it in the
@@ -98,6 +104,7 @@ conformance: image conformance-images
 	QUICK=$(QUICK) scripts/conformance/run.sh
 
 bench: build $(MKIMAGE)
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image; fi
 	scripts/bench.sh $(CURDIR)/$(BIN)
 
 clean:

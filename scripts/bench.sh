@@ -6,15 +6,19 @@
 # the RSS of the whole process tree at idle (add-ons disabled, so the figures
 # compare across versions); the packaged add-ons: seconds from a cold start
 # until every kube-system pod is Ready, and the memory they cost. Runs as
-# root; uses scratch data dirs and free ports. BENCH_PARTS=controlplane,node
-# selects parts.
+# root; uses scratch data dirs and free ports. With Docker and the node image
+# (make image), the ha part runs 3 servers and an agent in Docker: seconds
+# from a joining server's start to a voting member with a Ready node, and
+# the API's unavailability seen by a writer on the agent when the first
+# server is killed. BENCH_PARTS=controlplane,node,agent,addons,ha selects
+# parts.
 set -euo pipefail
 BIN=${1:-bin/distro}
 RUNS=${RUNS:-3}
 work=$(mktemp -d /tmp/distro-bench.XXXXXX)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MKIMAGE=${MKIMAGE:-$ROOT/build/mkimage}
-PARTS=${BENCH_PARTS:-controlplane,node,agent,addons}
+PARTS=${BENCH_PARTS:-controlplane,node,agent,addons,ha}
 NO_ADDONS=--disable=coredns,local-storage,metrics-server
 cleanup() {
 	kill $(jobs -p) 2>/dev/null || true
@@ -169,4 +173,16 @@ if [[ $PARTS == *addons* ]]; then
 	done)
 	echo "add-ons: kube-system pods' RSS after ${IDLE_SECONDS:-30} s idle: $(pod_rss_mb kube-system) MB (cgroups); distro + containerd $(tree_rss_mb "$SERVER_PID") MB, their shims $(tree_rss_mb $shims) MB with the pods' processes"
 	stop_server
+fi
+
+if [[ $PARTS == *ha* ]]; then
+	if ! docker image inspect "${DISTRO_IMAGE:-distro:dev}" >/dev/null 2>&1; then
+		echo "ha: skipped (no Docker, or no node image: make image)"
+	else
+		(cd "$ROOT" && DISTRO_IMAGE=${DISTRO_IMAGE:-distro:dev} go test -count=1 -v -timeout 15m -run 'TestHA$' ./tests/e2e/) > "$work/ha.log" 2>&1 || {
+			echo "ha: the HA e2e failed:"; tail -30 "$work/ha.log"; exit 1
+		}
+		grep -o 'join: .* in [0-9]*s' "$work/ha.log" | sed 's/^join: /ha: joining server /; s/$/  (target ≤ 15 s)/'
+		grep -o 'writer through .*' "$work/ha.log" | sed 's/^/ha: /; s/$/  (API unavailability target ≤ 5 s)/'
+	fi
 fi

@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,9 +16,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 )
 
@@ -219,7 +221,7 @@ func (m *NodeMarker) Name() string { return "etcd member on the Node" }
 func (m *NodeMarker) Run(ctx context.Context, ready func()) error {
 	ready()
 	for ctx.Err() == nil {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		err := func() error {
 			n, err := m.Client.CoreV1().Nodes().Get(ctx, m.Node, metav1.GetOptions{})
 			if err != nil {
 				return err
@@ -227,16 +229,27 @@ func (m *NodeMarker) Run(ctx context.Context, ready func()) error {
 			if n.DeletionTimestamp != nil || (n.Annotations[MemberAnnotation] == m.Member && slices.Contains(n.Finalizers, MemberFinalizer)) {
 				return nil
 			}
-			if n.Annotations == nil {
-				n.Annotations = map[string]string{}
+			// Only once the kubelet has registered the node and it is
+			// Ready: the kubelet's own start-up updates come first.
+			ready := false
+			for _, c := range n.Status.Conditions {
+				ready = ready || (c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue)
 			}
-			n.Annotations[MemberAnnotation] = m.Member
-			if !slices.Contains(n.Finalizers, MemberFinalizer) {
-				n.Finalizers = append(n.Finalizers, MemberFinalizer)
+			if !ready {
+				return fmt.Errorf("node %s not Ready yet", m.Node)
 			}
-			_, err = m.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			finalizers := n.Finalizers
+			if !slices.Contains(finalizers, MemberFinalizer) {
+				finalizers = append(slices.Clone(finalizers), MemberFinalizer)
+			}
+			patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{
+				"resourceVersion": n.ResourceVersion,
+				"annotations":     map[string]string{MemberAnnotation: m.Member},
+				"finalizers":      finalizers,
+			}})
+			_, err = m.Client.CoreV1().Nodes().Patch(ctx, m.Node, types.MergePatchType, patch, metav1.PatchOptions{})
 			return err
-		})
+		}()
 		if err == nil {
 			break
 		}

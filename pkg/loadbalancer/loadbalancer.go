@@ -108,7 +108,7 @@ func (l *LB) Run(ctx context.Context, ready func()) error {
 // proxy connects c to the server in use, or to the next reachable one.
 func (l *LB) proxy(c net.Conn) {
 	for _, s := range l.Servers() {
-		b, err := net.DialTimeout("tcp", s, 3*time.Second)
+		b, err := net.DialTimeout("tcp", s, time.Second)
 		if err != nil {
 			l.setHealth(s, false)
 			continue
@@ -183,10 +183,10 @@ func (l *LB) setHealth(s string, ok bool) {
 	}
 }
 
-// healthLoop dials every server every 2 s and moves off the one in use
+// healthLoop dials every server every second and moves off the one in use
 // when it stops answering.
 func (l *LB) healthLoop(ctx context.Context) {
-	tick := time.NewTicker(2 * time.Second)
+	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
@@ -197,7 +197,7 @@ func (l *LB) healthLoop(ctx context.Context) {
 		servers := l.Servers()
 		up := map[string]bool{}
 		for _, s := range servers {
-			c, err := net.DialTimeout("tcp", s, time.Second)
+			c, err := net.DialTimeout("tcp", s, 500*time.Millisecond)
 			if err == nil {
 				c.Close()
 				up[s] = true

@@ -46,6 +46,10 @@ func TestHA(t *testing.T) {
 			for _, n := range all {
 				out, _ := docker("logs", "--tail", "40", n)
 				t.Logf("--- %s\n%s", n, out)
+				if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
+					full, _ := docker("logs", n)
+					os.WriteFile(dir+"/"+n+".log", []byte(full), 0o644)
+				}
 			}
 			out, _ := kubectlOn(s2, "get", "nodes", "-o", "wide")
 			t.Logf("--- nodes (from %s)\n%s", s2, out)
@@ -112,6 +116,18 @@ func TestHA(t *testing.T) {
 		}
 		return nil
 	})
+	// Seconds from a joiner's start to a voting member with a Ready node
+	// (the node turns Ready only after its apiserver, which waits for the
+	// promotion to voter). The API keeps whole seconds.
+	for _, n := range []string{s2, s3} {
+		started, _ := docker("inspect", "-f", "{{.State.StartedAt}}", n)
+		ready, _ := kubectlOn(s1, "get", "node", n, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].lastTransitionTime}`)
+		t0, err0 := time.Parse(time.RFC3339Nano, started)
+		t1, err1 := time.Parse(time.RFC3339, ready)
+		if err0 == nil && err1 == nil {
+			t.Logf("join: %s from start to a voting member with a Ready node in %.0fs", n, t1.Sub(t0).Seconds())
+		}
+	}
 	// Both joiners were learners, promoted by the raft leader.
 	for _, n := range []string{s2, s3} {
 		eventually(t, 2*time.Minute, n+" promoted to voter", func() error {
@@ -213,6 +229,17 @@ done; echo end >> /tmp/acks`
 		}
 	}
 	t.Logf("writer through %s's load balancer, %s killed mid-run: %d writes acknowledged, longest gap %.1fs, %d acknowledged writes missing", a1, s1, len(acked), gap, missing)
+	if lbLog, _ := docker("logs", a1); true {
+		for _, line := range strings.Split(lbLog, "\n") {
+			if strings.Contains(line, "load balancer:") {
+				t.Logf("%s: %s", a1, line)
+			}
+		}
+	}
+	t.Logf("%s killed at %s", s1, killed.UTC().Format("15:04:05.000"))
+	if ack, _ := docker("exec", a1, "sh", "-c", "tail -c 2000 /tmp/acks | head -c 0; cat /proc/uptime"); ack != "" {
+		t.Logf("%s uptime now %s", a1, ack)
+	}
 	if missing != 0 || len(acked) < 20 {
 		t.Errorf("%d acknowledged writes missing (of %d)", missing, len(acked))
 	}
