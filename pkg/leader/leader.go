@@ -8,6 +8,7 @@ package leader
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,12 +49,19 @@ func (e *Elected) StopTimeout() time.Duration {
 	return component.DefaultPerStopTimeout
 }
 
-// Run implements component.Component. It is ready as soon as it campaigns:
-// on a server that does not lead, the component never starts.
+// Run implements component.Component. It is ready once Inner is (this
+// server leads), or as soon as another server is seen holding the Lease,
+// or after ReadyTimeout: boot order stays as without election (the
+// controller-manager initialises its volume plugins before the kubelet
+// does; the CSI plugin keeps process-wide state the last Init wins), and a
+// server that does not lead does not hold the rest of its boot back.
 func (e *Elected) Run(ctx context.Context, ready func()) error {
-	ready()
+	var once sync.Once
+	readyOnce := func() { once.Do(ready) }
+	t := time.AfterFunc(ReadyTimeout, readyOnce)
+	defer t.Stop()
 	for {
-		err := e.round(ctx)
+		err := e.round(ctx, readyOnce)
 		if err != nil || ctx.Err() != nil {
 			return err
 		}
@@ -61,10 +69,13 @@ func (e *Elected) Run(ctx context.Context, ready func()) error {
 	}
 }
 
+// ReadyTimeout bounds how long an elected component holds the boot back.
+const ReadyTimeout = 20 * time.Second
+
 // round campaigns for the Lease, runs Inner while it is held and returns
 // once Inner has stopped: nil when the Lease was lost or ctx ended, Inner's
 // error when it failed on its own.
-func (e *Elected) round(ctx context.Context) error {
+func (e *Elected) round(ctx context.Context, ready func()) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// Inner runs here, never in the elector's callback goroutine, so two
@@ -84,6 +95,11 @@ func (e *Elected) round(ctx context.Context) error {
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) { leading <- lctx },
 			OnStoppedLeading: func() {},
+			OnNewLeader: func(identity string) {
+				if identity != e.Identity {
+					ready() // another server leads
+				}
+			},
 		},
 	})
 	if err != nil {
@@ -99,7 +115,7 @@ func (e *Elected) round(ctx context.Context) error {
 		return nil // ctx ended before this server led
 	case lctx := <-leading:
 		klog.Infof("%s: this server holds the lease kube-system/%s: starting", e.Name(), e.Lease)
-		err := e.Inner.Run(lctx, func() {})
+		err := e.Inner.Run(lctx, ready)
 		var innerErr error
 		if lctx.Err() == nil {
 			// Failed while leading: end the round, releasing the Lease.

@@ -197,9 +197,17 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	elected := func(lease string, c component.Component) component.Component {
 		return &leader.Elected{Lease: lease, Identity: cfg.NodeName, Client: adminClient, Inner: c}
 	}
+	// A single server runs the scheduler and the controller-manager
+	// unelected, before its node: the controller-manager's volume plugins
+	// and the kubelet's share the CSI plugin's process-wide state, and the
+	// kubelet's Init must come last (a restart of the controller-manager
+	// after a lost Lease overwrites it; see README).
+	var sched, ctrl component.Component = scheduler, cm
+	if ha {
+		sched, ctrl = elected("kube-scheduler", scheduler), elected("kube-controller-manager", cm)
+	}
 	comps := []component.Component{ec, bootstrapStore(ec, paths, tok.Secret), apiserver, rbac,
-		elected("kube-scheduler", scheduler), elected("kube-controller-manager", cm),
-		controlPlaneReady, elected("distro-controllers", controllers)}
+		sched, ctrl, controlPlaneReady, elected("distro-controllers", controllers)}
 	if !cfg.DisableAgent {
 		nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
 		if err != nil {
