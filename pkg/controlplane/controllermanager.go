@@ -2,7 +2,14 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"time"
+
+	"k8s.io/klog/v2"
 
 	"k8s.io/component-base/configz"
 	cmapp "k8s.io/kubernetes/cmd/kube-controller-manager/app"
@@ -84,12 +91,49 @@ func (c *ControllerManager) Run(ctx context.Context, ready func()) error {
 	if err != nil {
 		return err
 	}
-	ready()
-	err = cmapp.Run(ctx, cfg.Complete())
+	errc := make(chan error, 1)
+	go func() { errc <- cmapp.Run(ctx, cfg.Complete()) }()
+	// Ready once the controllers are built: building them initialises the
+	// volume plugins, and the CSI plugin keeps process-wide state that the
+	// last Init wins — the kubelet's (started after this) must be last.
+	port := s.SecureServing.BindPort
+	select {
+	case err = <-errc:
+	case <-waitControllersBuilt(ctx, port):
+		ready()
+		err = <-errc
+	}
 	if ctx.Err() != nil {
 		// Give controllers a moment to finish in-flight writes.
 		time.Sleep(100 * time.Millisecond)
 		return nil
 	}
 	return err
+}
+
+// waitControllersBuilt closes its channel once the controller-manager's
+// /healthz lists its controllers' checks (added after all are built), or
+// after 15 s.
+func waitControllersBuilt(ctx context.Context, port int) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} // loopback, its own serving cert
+		url := fmt.Sprintf("https://127.0.0.1:%d/healthz?verbose", port)
+		deadline := time.Now().Add(15 * time.Second)
+		for ctx.Err() == nil && time.Now().Before(deadline) {
+			if resp, err := c.Get(url); err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if strings.Contains(string(body), "attach-detach") {
+					return
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if ctx.Err() == nil {
+			klog.Warningf("kube-controller-manager: its controllers are not listed on %s after 15 s; going on", url)
+		}
+	}()
+	return done
 }

@@ -128,6 +128,10 @@ func (s *Server) Start() {
 		}
 		if s.t.Failed() {
 			s.t.Logf("server log tail:\n%s", s.Tail(60))
+			f := filepath.Join(os.TempDir(), "distro-"+strings.ReplaceAll(s.t.Name(), "/", "_")+".log")
+			if os.WriteFile(f, []byte(s.Log()), 0o644) == nil {
+				s.t.Logf("whole server log: %s", f)
+			}
 		}
 	})
 	select {
