@@ -2,6 +2,7 @@ package etcd
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -270,5 +271,40 @@ func TestBootstrapSeal(t *testing.T) {
 	sealed[len(sealed)-1] ^= 1
 	if _, err := OpenBootstrap("s3cret", sealed); err == nil {
 		t.Error("tampered data opened")
+	}
+}
+
+// TestStalledLearnerRemoved: a server added as a learner that never starts
+// is removed by the leader after StalledLearnerAfter, so the next server
+// can join (etcd takes one learner at a time).
+func TestStalledLearnerRemoved(t *testing.T) {
+	defer func(d time.Duration) { StalledLearnerAfter = d }(StalledLearnerAfter)
+	StalledLearnerAfter = 3 * time.Second
+	c := newConfig(t, t.TempDir(), "")
+	m, cli := start(t, c)
+	defer m.stop()
+	ghost := fmt.Sprintf("https://127.0.0.1:%d", freePort(t))
+	if _, err := c.AddLearner(context.Background(), "ghost", ghost); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.AddLearner(context.Background(), "next", fmt.Sprintf("https://127.0.0.1:%d", freePort(t))); err != ErrRetry {
+		t.Fatalf("a second learner while the first is pending: %v, want ErrRetry", err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		list, err := cli.MemberList(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Members) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled learner is still a member: %v", list.Members)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if _, err := c.AddLearner(context.Background(), "next", fmt.Sprintf("https://127.0.0.1:%d", freePort(t))); err != nil {
+		t.Errorf("a server joining after the stalled learner was removed: %v", err)
 	}
 }

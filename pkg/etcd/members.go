@@ -142,14 +142,22 @@ func (c Config) updatePeerURL(ctx context.Context, e *embed.Etcd) error {
 	return nil
 }
 
+// StalledLearnerAfter is how long a learner may stay unpromoted before the
+// leader removes it: a server that was added but never started, or never
+// caught up, would otherwise block every later join (etcd takes one learner
+// at a time).
+var StalledLearnerAfter = 5 * time.Minute
+
 // promoteLearners runs on every server and acts on the raft leader: a
 // learner that has caught up is promoted to voter. etcd refuses to promote
-// one that has not; it is tried again 2 s later.
+// one that has not; it is tried again 2 s later, and removed once it has
+// been a learner for StalledLearnerAfter.
 func (c Config) promoteLearners(ctx context.Context, e *embed.Etcd) {
 	cli := v3client.New(e.Server)
 	defer cli.Close()
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	seen := map[uint64]time.Time{} // learners, when this leader first saw them
 	for {
 		select {
 		case <-ctx.Done():
@@ -159,21 +167,46 @@ func (c Config) promoteLearners(ctx context.Context, e *embed.Etcd) {
 		case <-tick.C:
 		}
 		if e.Server.Leader() != e.Server.MemberID() {
+			clear(seen)
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		list, err := cli.MemberList(rctx)
 		if err == nil {
+			learners := map[uint64]time.Time{}
 			for _, m := range list.Members {
-				if !m.IsLearner || m.Name == "" {
+				if !m.IsLearner {
 					continue
 				}
-				if _, err := cli.MemberPromote(rctx, m.ID); err != nil {
+				name := m.Name
+				if name == "" {
+					name = "(never started)"
+				}
+				if m.Name != "" {
+					_, err := cli.MemberPromote(rctx, m.ID)
+					if err == nil {
+						klog.Infof("etcd: promoted learner %s (%s) to voter", m.Name, strings.Join(m.PeerURLs, ","))
+						continue
+					}
 					klog.V(2).Infof("etcd: learner %s not promoted yet: %v", m.Name, err)
+				}
+				since, ok := seen[m.ID]
+				if !ok {
+					since = time.Now()
+				}
+				learners[m.ID] = since
+				if time.Since(since) < StalledLearnerAfter {
 					continue
 				}
-				klog.Infof("etcd: promoted learner %s (%s) to voter", m.Name, strings.Join(m.PeerURLs, ","))
+				if _, err := cli.MemberRemove(rctx, m.ID); err != nil {
+					klog.Warningf("etcd: removing stalled learner %s: %v", name, err)
+					continue
+				}
+				delete(learners, m.ID)
+				klog.Warningf("etcd: removed learner %s (%s): not caught up after %s, it blocked other servers from joining; that server can join again once its %s folder is deleted",
+					name, strings.Join(m.PeerURLs, ","), StalledLearnerAfter, "<data-dir>/server/db")
 			}
+			seen = learners
 		}
 		cancel()
 	}

@@ -21,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"distro/pkg/etcd/snapshot"
+	"distro/pkg/fsutil"
 )
 
 // revisionBump is added to the restored datastore's revision, and that
@@ -38,7 +39,7 @@ const revisionBump = 1_000_000_000
 func (c Config) Reset(ctx context.Context, restorePath string, check func(clusterID string, bootstrap []byte) error) (string, error) {
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	old := c.DataDir + "-old-" + stamp
-	for i := 2; exists(old); i++ {
+	for i := 2; fsutil.Exists(old); i++ {
 		old = fmt.Sprintf("%s-old-%s-%d", c.DataDir, stamp, i)
 	}
 	if restorePath != "" {
@@ -96,7 +97,7 @@ func (c Config) restore(path, old, stamp string, check func(string, []byte) erro
 		MarkCompacted:       true,
 	})
 	if err != nil {
-		return fmt.Errorf("--cluster-reset-restore-path %s: %v", path, firstLine(err))
+		return fmt.Errorf("--cluster-reset-restore-path %s: %v", path, snapshot.FirstLine(err))
 	}
 	vals, err := readKeys(filepath.Join(tmp, "member", "snap", "db"), ClusterIDKey, BootstrapKey)
 	if err != nil {
@@ -153,11 +154,6 @@ func readKeys(dbPath string, keys ...string) (map[string][]byte, error) {
 	return vals, err
 }
 
-func exists(p string) bool {
-	_, err := os.Lstat(p)
-	return err == nil
-}
-
 // copyDir copies a folder tree of regular files, keeping modes.
 func copyDir(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -191,14 +187,4 @@ func copyDir(src, dst string) error {
 		}
 		return out.Close()
 	})
-}
-
-func firstLine(err error) string {
-	s := err.Error()
-	for i, r := range s {
-		if r == '\n' {
-			return s[:i]
-		}
-	}
-	return s
 }

@@ -37,3 +37,9 @@ func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	}
 	return os.Rename(tmp, path)
 }
+
+// Exists reports whether a file, folder or link of that name exists.
+func Exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}

@@ -94,7 +94,7 @@ func (e *Elected) round(ctx context.Context, ready func()) error {
 		Name:            e.Lease,
 		Callbacks: leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(lctx context.Context) { leading <- lctx },
-			OnStoppedLeading: func() {},
+			OnStoppedLeading: func() {}, // required by client-go; a lost lease ends lctx, below
 			OnNewLeader: func(identity string) {
 				if identity != e.Identity {
 					ready() // another server leads

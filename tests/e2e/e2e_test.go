@@ -42,6 +42,47 @@ func must(t *testing.T, args ...string) string {
 	return out
 }
 
+// kubectlOn runs distro kubectl in a node container. It returns stdout,
+// and stderr too when it fails: discovery warnings (an aggregated API not
+// ready yet) never mix into parsed output.
+func kubectlOn(node string, args ...string) (string, error) {
+	cmd := exec.Command("docker", append([]string{"exec", node, "distro", "kubectl"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return strings.TrimSpace(string(out) + stderr.String()), err
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// applyOn applies a manifest with kubectl in a node container.
+func applyOn(t *testing.T, node, manifest string) {
+	t.Helper()
+	cmd := exec.Command("docker", "exec", "-i", node, "distro", "kubectl", "apply", "-f", "-")
+	cmd.Stdin = strings.NewReader(manifest)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kubectl apply on %s: %v\n%s", node, err, out)
+	}
+}
+
+// runNode is `docker run` of a node container called name (its hostname,
+// so its node name, too) on the network net: opts are more docker options
+// (-d, -v …), args distro's.
+func runNode(net, name string, opts []string, args ...string) (string, error) {
+	a := append([]string{"run", "--name", name, "--hostname", name, "--network", net}, opts...)
+	a = append(append(append(a, runArgs...), image), args...)
+	return docker(a...)
+}
+
+// startNode starts a node container in the background.
+func startNode(t *testing.T, net, name string, args ...string) {
+	t.Helper()
+	if out, err := runNode(net, name, []string{"-d"}, args...); err != nil {
+		t.Fatalf("start %s: %v\n%s", name, err, out)
+	}
+}
+
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -64,18 +105,7 @@ func TestCluster(t *testing.T) {
 	}
 	net := fmt.Sprintf("distro-e2e-%d", os.Getpid())
 	s, a1, a2 := net+"-s1", net+"-a1", net+"-a2"
-	// kubectl returns stdout, and stderr too when it fails: discovery
-	// warnings (an aggregated API not ready yet) never mix into parsed output.
-	kubectl := func(args ...string) (string, error) {
-		cmd := exec.Command("docker", append([]string{"exec", s, "distro", "kubectl"}, args...)...)
-		var stderr strings.Builder
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return strings.TrimSpace(string(out) + stderr.String()), err
-		}
-		return strings.TrimSpace(string(out)), nil
-	}
+	kubectl := func(args ...string) (string, error) { return kubectlOn(s, args...) }
 	guardDockerUser(t)
 	must(t, "network", "create", net)
 	t.Cleanup(func() {
@@ -92,9 +122,6 @@ func TestCluster(t *testing.T) {
 		docker("rm", "-f", "-v", s, a1, a2, net+"-bad1", net+"-bad2")
 		docker("network", "rm", net)
 	})
-	start := func(name string, args ...string) {
-		must(t, append(append(append([]string{"run", "-d", "--name", name, "--hostname", name, "--network", net}, runArgs...), image), args...)...)
-	}
 	mustKubectl := func(args ...string) string {
 		t.Helper()
 		out, err := kubectl(args...)
@@ -104,7 +131,7 @@ func TestCluster(t *testing.T) {
 		return out
 	}
 
-	start(s, "server")
+	startNode(t, net, s, "server")
 	var token string
 	eventually(t, 2*time.Minute, "server token", func() error {
 		out, err := docker("exec", s, "cat", "/var/lib/distro/server/token")
@@ -122,14 +149,14 @@ func TestCluster(t *testing.T) {
 		net + "-bad1": token[:strings.LastIndex(token, ":")+1] + "wrong",
 		net + "-bad2": "K10" + strings.Repeat("0", 64) + token[strings.Index(token, "::"):],
 	} {
-		out, err := docker(append(append(append([]string{"run", "--name", name, "--hostname", name, "--network", net}, runArgs...), image), "agent", "--server", server, "--token", tok)...)
+		out, err := runNode(net, name, nil, "agent", "--server", server, "--token", tok)
 		if err == nil || !(strings.Contains(out, "rejected the token") || strings.Contains(out, "does not match the CA hash")) {
 			t.Errorf("agent with a bad token: err=%v\n%s", err, out)
 		}
 	}
 
-	start(a1, "agent", "--server", server, "--token", token)
-	start(a2, "agent", "--server", server, "--token", token)
+	startNode(t, net, a1, "agent", "--server", server, "--token", token)
+	startNode(t, net, a2, "agent", "--server", server, "--token", token)
 	eventually(t, 3*time.Minute, "3 nodes Ready", func() error {
 		out, err := kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
 		if err != nil || strings.Count(out, "=True") != 3 {
@@ -154,11 +181,7 @@ func TestCluster(t *testing.T) {
 		manifest := fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-%s","labels":{"app":"web-%s"}},
 "spec":{"nodeName":%q,"containers":[{"name":"c","image":"distro.test/busybox:1","imagePullPolicy":"Never",
 "command":["/bin/sh","-c","echo hello-%s > /www/index.html; echo started; exec httpd -f -p 8080 -h /www"]}]}}`, n, n, n, n)
-		cmd := exec.Command("docker", "exec", "-i", s, "distro", "kubectl", "apply", "-f", "-")
-		cmd.Stdin = strings.NewReader(manifest)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("apply: %v\n%s", err, out)
-		}
+		applyOn(t, s, manifest)
 	}
 	mustKubectl("expose", "pod", "web-"+a2, "--name", "web2", "--port", "80", "--target-port", "8080")
 	mustKubectl("wait", "--for=condition=Ready", "pod/web-"+a1, "pod/web-"+a2, "--timeout=120s")
@@ -212,11 +235,7 @@ func TestCluster(t *testing.T) {
 	dep := `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"spread"},"spec":{"replicas":3,"selector":{"matchLabels":{"app":"spread"}},
 "template":{"metadata":{"labels":{"app":"spread"}},"spec":{"tolerations":[{"key":"node.kubernetes.io/unreachable","operator":"Exists","effect":"NoExecute","tolerationSeconds":5},{"key":"node.kubernetes.io/not-ready","operator":"Exists","effect":"NoExecute","tolerationSeconds":5}],
 "containers":[{"name":"c","image":"distro.test/busybox:1","imagePullPolicy":"Never","command":["/bin/sh","-c","exec sleep 100000"]}]}}}}`
-	cmd := exec.Command("docker", "exec", "-i", s, "distro", "kubectl", "apply", "-f", "-")
-	cmd.Stdin = strings.NewReader(dep)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("apply: %v\n%s", err, out)
-	}
+	applyOn(t, s, dep)
 	mustKubectl("wait", "--for=condition=Available", "deployment/spread", "--timeout=120s")
 	must(t, "kill", a1)
 	eventually(t, 3*time.Minute, a1+" NotReady", func() error {

@@ -21,6 +21,8 @@ import (
 	clientsnap "go.etcd.io/etcd/client/v3/snapshot"
 	utilsnap "go.etcd.io/etcd/etcdutl/v3/snapshot"
 	"go.uber.org/zap"
+
+	"distro/pkg/fsutil"
 )
 
 // Name prefixes: the schedule prunes only its own snapshots, never the
@@ -64,7 +66,7 @@ func (s Store) Save(ctx context.Context, cc clientv3.Config, prefix, node string
 	defer unlock()
 	now := time.Now()
 	name := fmt.Sprintf("%s-%s-%d", prefix, node, now.Unix())
-	for i := 2; exists(filepath.Join(s.Dir, name)); i++ {
+	for i := 2; fsutil.Exists(filepath.Join(s.Dir, name)); i++ {
 		name = fmt.Sprintf("%s-%s-%d-%d", prefix, node, now.Unix(), i)
 	}
 	final := filepath.Join(s.Dir, name)
@@ -120,7 +122,7 @@ func Verify(path string) (Status, error) {
 	}
 	st, err := utilsnap.NewV3(zap.NewNop()).Status(path)
 	if err != nil {
-		return Status{}, fmt.Errorf("%s is corrupt: %v", path, firstLine(err))
+		return Status{}, fmt.Errorf("%s is corrupt: %v", path, FirstLine(err))
 	}
 	return Status{Revision: st.Revision, Keys: st.TotalKey, Hash: st.Hash}, nil
 }
@@ -231,12 +233,9 @@ func (s Store) lock() (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-func exists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
-func firstLine(err error) string {
+// FirstLine is an etcdutl error without the lines of detail some of them
+// carry, for a one-line message.
+func FirstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
 }
