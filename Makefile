@@ -15,7 +15,8 @@ LDFLAGS := -s -w \
 	-X $(KV).gitTreeState=clean -X $(KV).gitCommit=$(COMMIT) \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
-UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/...
+UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/... \
+	./pkg/node/netpol/...
 
 .PHONY: all deps build runtime test unit integration e2e e2e-ha image bench clean conformance-images conformance
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Assembles the userland a distro node needs inside a container (iptables,
-# mount, iproute2, conntrack, a busybox shell) from Debian's packages, with
+# nftables, mount, iproute2, conntrack, a busybox shell) from Debian's packages, with
 # their library dependencies, into OUT (default build/rootfs). The Dockerfile
 # copies it into an image FROM scratch: no registry is involved.
 set -euo pipefail
 out=${1:-build/rootfs}
-want=(iptables mount iproute2 busybox-static conntrack)
+want=(iptables nftables mount iproute2 busybox-static conntrack)
 # Packaging machinery the image never runs.
 skip='^(debconf|cdebconf|dpkg|install-info|libdebian-installer4|libnewt0.52|libslang2|libtextwrap1|tar|perl-base|debianutils|readline-common|libreadline8|libtinfo6|libssl3|openssl|libcap2-bin)$'
 [ -n "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ] || apt-get update -qq

@@ -2,11 +2,12 @@
 # Installs the Debian packages building and testing distro needs, only when
 # missing. Run as root (CI and the project's machines are).
 #   iptables iproute2 mount conntrack: what kube-proxy, CNI and the kubelet call
+#   nftables: the NetworkPolicy controller (nft)
 #   busybox-static: the integration tests' image is built from it
 #   gcc libc6-dev libseccomp-dev pkg-config: runc (cgo, static, seccomp)
 #   python3: reads the conformance suite's JUnit report
 set -euo pipefail
-pkgs=(iptables iproute2 mount conntrack git curl busybox-static gcc libc6-dev libseccomp-dev pkg-config python3)
+pkgs=(iptables nftables iproute2 mount conntrack git curl busybox-static gcc libc6-dev libseccomp-dev pkg-config python3)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")

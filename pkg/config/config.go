@@ -360,6 +360,9 @@ type Node struct {
 	KubeProxyArgs []string
 	ProxyMode     string
 	ResolvConf    string
+	// DisableNetworkPolicy turns NetworkPolicy enforcement off (and
+	// removes the rules an earlier run left).
+	DisableNetworkPolicy bool
 }
 
 // AddNodeFlags binds the node flags to n.
@@ -370,6 +373,7 @@ func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringArrayVar(&n.KubeletArgs, "kubelet-arg", nil, "extra kubelet flag as key=value (repeatable)")
 	fs.StringArrayVar(&n.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	fs.StringVar(&n.ProxyMode, "kube-proxy-mode", "iptables", "kube-proxy mode: iptables or nftables")
+	fs.BoolVar(&n.DisableNetworkPolicy, "disable-network-policy", false, "do not enforce NetworkPolicies on this node, and remove the rules an earlier run left")
 	fs.StringVar(&n.ResolvConf, "resolv-conf", "", "resolver file pods with dnsPolicy Default (CoreDNS among them) inherit (default: /etc/resolv.conf unless it names a loopback nameserver)")
 }
 

@@ -54,6 +54,9 @@ func TestDefaults(t *testing.T) {
 	if m, _ := s.KubeconfigMode(); m != 0o600 {
 		t.Errorf("kubeconfig mode %o", m)
 	}
+	if s.DisableNetworkPolicy {
+		t.Error("NetworkPolicy enforcement must be on by default")
+	}
 }
 
 func TestFileAndFlags(t *testing.T) {
@@ -67,6 +70,7 @@ kube-apiserver-arg:
   - v=2
 cluster-dns: 10.43.0.10
 disable: [coredns, metrics-server]
+disable-network-policy: true
 `
 	s, err := parse(t, []string{"--https-listen-port=8443"}, file)
 	if err != nil {
@@ -80,6 +84,9 @@ disable: [coredns, metrics-server]
 	}
 	if m, _ := s.KubeconfigMode(); m != 0o644 {
 		t.Errorf("write-kubeconfig-mode 0644 read as %o", m)
+	}
+	if !s.DisableNetworkPolicy {
+		t.Error("disable-network-policy: true in the file not applied")
 	}
 	if strings.Join(s.Disable, ",") != "coredns,metrics-server" {
 		t.Errorf("disable %v", s.Disable)
@@ -120,6 +127,7 @@ func TestBadInput(t *testing.T) {
 		{"join without token", []string{"--server=https://10.0.0.1:6443"}, "", "--server needs --token"},
 		{"join and init", []string{"--server=https://10.0.0.1:6443", "--token=x", "--cluster-init"}, "", "exclude each other"},
 		{"unknown add-on in file", nil, "disable: [metrics-server, dns]\n", `--disable "dns"`},
+		{"network policy switch not a boolean", nil, "disable-network-policy: sometimes\n", `key "disable-network-policy": invalid value "sometimes"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := parse(t, tc.args, tc.file)
@@ -185,6 +193,36 @@ func TestAgentValidate(t *testing.T) {
 		tc.mod(a)
 		if err := a.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+		}
+	}
+}
+
+func TestAgentNetworkPolicyFlag(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		file string
+		want bool
+	}{
+		{nil, "", false},
+		{[]string{"--disable-network-policy"}, "", true},
+		{nil, "disable-network-policy: true\n", true},
+		{[]string{"--disable-network-policy=false"}, "disable-network-policy: true\n", false},
+	} {
+		a := &Agent{}
+		fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
+		AddAgentFlags(fs, a)
+		p := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(p, []byte(tc.file), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		if err := ApplyFile(fs, p, true); err != nil {
+			t.Fatal(err)
+		}
+		if a.DisableNetworkPolicy != tc.want {
+			t.Errorf("args %v, file %q: DisableNetworkPolicy = %v, want %v", tc.args, tc.file, a.DisableNetworkPolicy, tc.want)
 		}
 	}
 }

@@ -32,6 +32,14 @@ func bootstrapRoles() []*rbacv1.ClusterRole {
 			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch", "patch"}},
 			{APIGroups: []string{""}, Resources: []string{"nodes/status"}, Verbs: []string{"patch"}},
 		},
+	}, {
+		// Each node's NetworkPolicy controller (same identity as the pod
+		// network) reads every pod, namespace and policy.
+		ObjectMeta: metav1.ObjectMeta{Name: "distro:network-policy", Labels: managedBy},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"pods", "namespaces"}, Verbs: []string{"list", "watch"}},
+			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"networkpolicies"}, Verbs: []string{"list", "watch"}},
+		},
 	}}
 }
 
@@ -41,6 +49,10 @@ func bootstrapBindings() []*rbacv1.ClusterRoleBinding {
 	return []*rbacv1.ClusterRoleBinding{{
 		ObjectMeta: metav1.ObjectMeta{Name: "distro:flannel", Labels: managedBy},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "distro:flannel"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: FlannelUser}},
+	}, {
+		ObjectMeta: metav1.ObjectMeta{Name: "distro:network-policy", Labels: managedBy},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "distro:network-policy"},
 		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: FlannelUser}},
 	}, {
 		// kubectl logs/exec/port-forward: the apiserver calls kubelets.

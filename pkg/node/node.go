@@ -1,6 +1,7 @@
 // Package node runs the node side of distro: containerd, the image import,
-// the kubelet, kube-proxy and pod networking. The server and the agent run
-// the same components; only where the credentials come from differs.
+// the kubelet, kube-proxy, pod networking and NetworkPolicy enforcement.
+// The server and the agent run the same components; only where the
+// credentials come from differs.
 package node
 
 import (
@@ -14,6 +15,7 @@ import (
 	"distro/pkg/node/containerd"
 	"distro/pkg/node/images"
 	"distro/pkg/node/kubelet"
+	"distro/pkg/node/netpol"
 	"distro/pkg/node/proxy"
 )
 
@@ -65,6 +67,13 @@ func Components(cfg Config) ([]component.Component, error) {
 	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
 	paths := datadir.NewAgent(cfg.DataDir)
 	importer := images.NewImporter(paths.Socket, rt.Images(), paths.Images)
+	// NetworkPolicies: the controller reads pods, namespaces and policies
+	// with the node's pod-network identity (RBAC distro:network-policy);
+	// turned off, it leaves no rule behind.
+	policy := netpol.Disabled()
+	if !cfg.DisableNetworkPolicy {
+		policy = &netpol.Controller{NodeName: cfg.NodeName, Kubeconfig: cfg.Creds.FlannelKubeconfig}
+	}
 	return []component.Component{
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady},
 		importer,
@@ -80,5 +89,6 @@ func Components(cfg Config) ([]component.Component, error) {
 			NodeName: cfg.NodeName, ClusterCIDR: cfg.ClusterCIDR, Mode: cfg.ProxyMode,
 			Kubeconfig: cfg.Creds.KubeProxyKubeconfig, Extra: proxyArgs,
 		},
+		policy,
 	}, nil
 }
