@@ -17,6 +17,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"distro/pkg/checkconfig"
 	"distro/pkg/component"
 	"distro/pkg/config"
 	"distro/pkg/datadir"
@@ -36,6 +37,10 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	tok, err := token.Parse(cfg.Token)
 	if err != nil {
 		return fmt.Errorf("--token: %w", err)
+	}
+	// What `distro check-config agent` checks, before anything is written.
+	if err := checkconfig.Preflight(checkconfig.ForAgent(cfg)); err != nil {
+		return err
 	}
 	paths := datadir.NewAgent(cfg.DataDir)
 	if err := os.MkdirAll(paths.Cred, 0o700); err != nil {

@@ -49,7 +49,7 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCommand(), newAgentCommand(), newEtcdSnapshotCommand(), newKubectlCommand(), &cobra.Command{
+	root.AddCommand(newServerCommand(), newAgentCommand(), newCheckConfigCommand(), newEtcdSnapshotCommand(), newKubectlCommand(), &cobra.Command{
 		Use:                "ctr",
 		Short:              "Run containerd's ctr against distro's containerd (namespace k8s.io)",
 		DisableFlagParsing: true,

@@ -5,37 +5,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 
+	"distro/pkg/checkconfig"
 	"distro/pkg/config"
 )
 
 // preflight checks what would otherwise fail half-way through a start,
-// before anything is written: the ports are free and the data dir is
-// writable.
+// before anything is written: what `distro check-config` checks for this
+// server (the ports, and the host's kernel, cgroups and tools when it runs
+// a node), then that the data dir is writable.
 func preflight(cfg *config.Server) error {
-	ports := []struct {
-		flag string
-		host string
-		port int
-	}{
-		{"--https-listen-port", cfg.BindAddress, cfg.HTTPSListenPort},
-		{"--etcd-client-port", "127.0.0.1", cfg.EtcdClientPort},
-		{"--etcd-peer-port", "127.0.0.1", cfg.EtcdPeerPort},
-		{"kube-controller-manager port", "127.0.0.1", 10257},
-		{"kube-scheduler port", "127.0.0.1", 10259},
-	}
-	seen := map[int]string{}
-	for _, p := range ports {
-		if other, dup := seen[p.port]; dup {
-			return fmt.Errorf("%s %d is also used by %s", p.flag, p.port, other)
-		}
-		seen[p.port] = p.flag
-		l, err := net.Listen("tcp", net.JoinHostPort(p.host, strconv.Itoa(p.port)))
-		if err != nil {
-			return fmt.Errorf("%s: port %d on %s is already in use or not available: %v", p.flag, p.port, p.host, unwrapOp(err))
-		}
-		l.Close()
+	if err := checkconfig.Preflight(checkconfig.ForServer(cfg)); err != nil {
+		return err
 	}
 	return checkWritable(cfg.DataDir)
 }
