@@ -27,7 +27,6 @@ var snapshotFlags = map[string]bool{
 }
 
 func newEtcdSnapshotCommand() *cobra.Command {
-	cfg := &config.Server{}
 	var name, dir string
 	var retention int
 	cmd := &cobra.Command{
@@ -37,36 +36,13 @@ func newEtcdSnapshotCommand() *cobra.Command {
 			"Restore one with `distro server --cluster-reset --cluster-reset-restore-path FILE`.\n" +
 			"Reads the server's config file, so the data dir and ports match the server's.",
 	}
-	server := pflag.NewFlagSet("server", pflag.ContinueOnError)
-	config.AddServerFlags(server, cfg)
-	server.VisitAll(func(f *pflag.Flag) {
-		cmd.PersistentFlags().AddFlag(f)
-		if !snapshotFlags[f.Name] {
-			f.Hidden = true
-		}
-	})
+	cfg, prepare := withServerConfig(cmd, snapshotFlags)
 	cmd.PersistentFlags().StringVar(&dir, "dir", "", "snapshot folder (default: --etcd-snapshot-dir)")
 	store := func() snapshot.Store {
 		if dir != "" {
 			return snapshot.Store{Dir: dir}
 		}
 		return snapshot.Store{Dir: cfg.EtcdSnapshotDir}
-	}
-	// prepare applies the config file and validates, as `distro server`
-	// does, then runs f.
-	prepare := func(f func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
-		return func(c *cobra.Command, args []string) error {
-			fs := c.Flags()
-			if err := config.ApplyFile(fs, cfg.ConfigFile, fs.Changed("config")); err != nil {
-				return err
-			}
-			if err := cfg.Validate(); err != nil {
-				return err
-			}
-			ctx, cancel := signalContext()
-			defer cancel()
-			return f(ctx, args)
-		}
 	}
 
 	save := &cobra.Command{
@@ -151,6 +127,38 @@ func newEtcdSnapshotCommand() *cobra.Command {
 
 	cmd.AddCommand(save, ls, del, prune)
 	return cmd
+}
+
+// withServerConfig gives a command that works on a server's data (etcd,
+// keys) the server's flags: those in visible are shown, the others
+// accepted but hidden, so the server's config file applies unchanged. It
+// returns the config they fill and a wrapper for the subcommands' RunE
+// that applies the config file and validates, as `distro server` does.
+func withServerConfig(cmd *cobra.Command, visible map[string]bool) (*config.Server, func(func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error) {
+	cfg := &config.Server{}
+	server := pflag.NewFlagSet("server", pflag.ContinueOnError)
+	config.AddServerFlags(server, cfg)
+	server.VisitAll(func(f *pflag.Flag) {
+		cmd.PersistentFlags().AddFlag(f)
+		if !visible[f.Name] {
+			f.Hidden = true
+		}
+	})
+	prepare := func(f func(ctx context.Context, args []string) error) func(*cobra.Command, []string) error {
+		return func(c *cobra.Command, args []string) error {
+			fs := c.Flags()
+			if err := config.ApplyFile(fs, cfg.ConfigFile, fs.Changed("config")); err != nil {
+				return err
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			ctx, cancel := signalContext()
+			defer cancel()
+			return f(ctx, args)
+		}
+	}
+	return cfg, prepare
 }
 
 // adminClient is a client with the server's admin kubeconfig, or nil when

@@ -65,6 +65,7 @@ func NewRoot() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Println(version.String()) },
 	})
+	root.AddCommand(newSecretsEncryptCommand())
 	return root
 }
 

@@ -59,6 +59,10 @@ type Server struct {
 	EtcdSnapshotDir          string
 	EtcdDisableSnapshots     bool
 
+	// Secrets encrypted at rest.
+	SecretsEncryption         bool
+	SecretsEncryptionProvider string
+
 	KubeAPIServerArgs         []string
 	KubeSchedulerArgs         []string
 	KubeControllerManagerArgs []string
@@ -95,6 +99,8 @@ func AddServerFlags(fs *pflag.FlagSet, s *Server) {
 	fs.IntVar(&s.EtcdSnapshotRetention, "etcd-snapshot-retention", 5, "number of scheduled etcd snapshots to keep")
 	fs.StringVar(&s.EtcdSnapshotDir, "etcd-snapshot-dir", "", "folder of etcd snapshots (default <data-dir>/server/db/snapshots)")
 	fs.BoolVar(&s.EtcdDisableSnapshots, "etcd-disable-snapshots", false, "take no scheduled etcd snapshots")
+	fs.BoolVar(&s.SecretsEncryption, "secrets-encryption", true, "encrypt Secrets in etcd (false: store new ones in plain text; encrypted ones stay readable)")
+	fs.StringVar(&s.SecretsEncryptionProvider, "secrets-encryption-provider", "aescbc", "cipher for Secrets at rest: aescbc or secretbox")
 	fs.StringArrayVar(&s.KubeAPIServerArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeSchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeControllerManagerArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
@@ -189,6 +195,9 @@ func (s *Server) Validate() error {
 		if _, err := ParseArgs(name, args); err != nil {
 			return err
 		}
+	}
+	if p := s.SecretsEncryptionProvider; p != "aescbc" && p != "secretbox" {
+		return fmt.Errorf("--secrets-encryption-provider %q: must be aescbc or secretbox", p)
 	}
 	if err := s.validateSnapshots(); err != nil {
 		return err

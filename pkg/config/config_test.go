@@ -121,6 +121,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown add-on", []string{"--disable=coredns,traefik"}, "", `--disable "traefik": not a packaged add-on`},
 		{"bad snapshot cron", []string{"--etcd-snapshot-schedule-cron=0 */12 * *"}, "", "--etcd-snapshot-schedule-cron"},
 		{"zero snapshot retention", []string{"--etcd-snapshot-retention=0"}, "", "--etcd-snapshot-retention 0"},
+		{"unknown encryption provider", []string{"--secrets-encryption-provider=rot13"}, "", `--secrets-encryption-provider "rot13": must be aescbc or secretbox`},
 		{"restore path without reset", []string{"--cluster-reset-restore-path=/etc/hostname"}, "", "only used with --cluster-reset"},
 		{"missing restore file", []string{"--cluster-reset", "--cluster-reset-restore-path=/no/such/snapshot"}, "", `--cluster-reset-restore-path "/no/such/snapshot": not a readable file`},
 		{"join URL not https", []string{"--server=http://10.0.0.1:6443", "--token=x"}, "", `--server "http://10.0.0.1:6443": want https://`},

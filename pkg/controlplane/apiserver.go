@@ -38,7 +38,10 @@ type APIServerInput struct {
 	ServiceCIDR, ClusterDomain    string
 	EtcdURL                       string
 	File                          func(name string) string // path in the TLS folder
-	Extra                         []config.Arg
+	// EncryptionConfig, when set, is the EncryptionConfiguration for
+	// Secrets; the apiserver reloads it when it changes.
+	EncryptionConfig string
+	Extra            []config.Arg
 }
 
 // NewAPIServer builds the apiserver's flags: secure by default (Node and
@@ -80,6 +83,10 @@ func NewAPIServer(in APIServerInput) *APIServer {
 		"service-account-key-file":           f("service.key"),
 		"service-account-signing-key-file":   f("service.key"),
 		"service-cluster-ip-range":           in.ServiceCIDR,
+	}
+	if in.EncryptionConfig != "" {
+		defaults["encryption-provider-config"] = in.EncryptionConfig
+		defaults["encryption-provider-config-automatic-reload"] = "true"
 	}
 	return &APIServer{Args: flagArgs(defaults, in.Extra)}
 }

@@ -13,7 +13,14 @@ type Server struct {
 	EtcdData  string // embedded etcd's data
 	Snapshots string // etcd snapshots (default of --etcd-snapshot-dir)
 	Manifests string // auto-deployed manifests
+	// EncryptionConfig is the apiserver's EncryptionConfiguration for
+	// Secrets (keys, 0600), in the TLS folder: shared by every server.
+	EncryptionConfig string
 }
+
+// EncryptionConfigName is the EncryptionConfiguration's file name in the
+// TLS folder.
+const EncryptionConfigName = "encryption-config.json"
 
 // NewServer returns the server paths under dataDir.
 func NewServer(dataDir string) Server {
@@ -26,6 +33,8 @@ func NewServer(dataDir string) Server {
 		EtcdData:  filepath.Join(root, "db", "etcd"),
 		Snapshots: filepath.Join(root, "db", "snapshots"),
 		Manifests: filepath.Join(root, "manifests"),
+
+		EncryptionConfig: filepath.Join(root, "tls", EncryptionConfigName),
 	}
 }
 

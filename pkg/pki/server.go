@@ -6,7 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"distro/pkg/datadir"
 )
 
 // FlannelUser is the identity of the pod network (flannel), which reads
@@ -35,6 +38,11 @@ var SharedFiles = []string{
 	"etcd/server-ca.crt", "etcd/server-ca.key", "etcd/peer-ca.crt", "etcd/peer-ca.key",
 	"service.key",
 }
+
+// OptionalShared are shared files a cluster may not have: the Secrets
+// encryption configuration (a cluster that never turned encryption on, or
+// bootstrap data sealed before it existed).
+var OptionalShared = []string{datadir.EncryptionConfigName}
 
 // ServerCerts are the CAs and the client credentials the server embeds in
 // kubeconfigs. File paths follow the names listed in EnsureServer.
@@ -184,19 +192,27 @@ func ReadShared(dir string) (map[string][]byte, error) {
 		}
 		files[name] = data
 	}
+	for _, name := range OptionalShared {
+		if data, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
+			files[name] = data
+		}
+	}
 	return files, nil
 }
 
 // WriteShared writes the cluster's shared files (all of SharedFiles) into
 // a TLS folder, keys mode 0600.
 func WriteShared(dir string, shared map[string][]byte) error {
-	for _, name := range SharedFiles {
+	for _, name := range append(slices.Clone(SharedFiles), OptionalShared...) {
 		data, ok := shared[name]
+		if !ok && slices.Contains(OptionalShared, name) {
+			continue
+		}
 		if !ok {
 			return fmt.Errorf("the cluster's shared files lack %s", name)
 		}
 		mode := os.FileMode(0o644)
-		if strings.HasSuffix(name, ".key") {
+		if strings.HasSuffix(name, ".key") || slices.Contains(OptionalShared, name) {
 			mode = 0o600
 		}
 		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o700); err != nil {

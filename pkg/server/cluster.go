@@ -53,6 +53,9 @@ func sharedSettings(cfg *config.Server) map[string]string {
 		"--cluster-dns":    cfg.ClusterDNS,
 		"--cluster-domain": cfg.ClusterDomain,
 		"--disable":        strings.Join(disable, ","),
+
+		"--secrets-encryption":          fmt.Sprint(cfg.SecretsEncryption),
+		"--secrets-encryption-provider": cfg.SecretsEncryptionProvider,
 	}
 }
 

@@ -47,6 +47,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		BindAddress: cfg.BindAddress, AdvertiseAddress: cfg.AdvertiseAddress, Port: cfg.HTTPSListenPort,
 		ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain, EtcdURL: ec.ClientURL(),
 		File: paths.File, Extra: args("--kube-apiserver-arg", cfg.KubeAPIServerArgs),
+		EncryptionConfig: encryptionConfig(cfg, paths),
 	})
 	scheduler := controlplane.NewScheduler(paths.Kubeconfig("scheduler"), paths.File, args("--kube-scheduler-arg", cfg.KubeSchedulerArgs))
 	cm := controlplane.NewControllerManager(paths.Kubeconfig("controller"), cfg.ClusterCIDR, cfg.ServiceCIDR, paths.File, args("--kube-controller-manager-arg", cfg.KubeControllerManagerArgs))
@@ -120,6 +121,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if err != nil {
 		return err
 	}
+	if err := ensureEncryption(cfg, paths); err != nil {
+		return err
+	}
 	localURL := controlplane.LocalURL(cfg.BindAddress, cfg.HTTPSListenPort)
 	for _, user := range []string{"admin", "controller", "scheduler"} {
 		c := certs.Clients[user]
@@ -190,7 +194,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	}}
 	// The scheduler, the controller-manager and distro's own controllers
 	// run on one server at a time, the holder of their Lease.
-	controllers, err := distroControllers(cfg, ec, ha, deployer, adminClient)
+	controllers, err := distroControllers(cfg, paths, ec, ha, deployer, adminClient)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,111 @@
+package integration
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// rawSecret reads a Secret's value as stored in the server's etcd.
+func rawSecret(t *testing.T, s *Server, ns, name string) string {
+	t.Helper()
+	tls := filepath.Join(s.DataDir, "server", "tls", "etcd")
+	tc, err := transport.TLSInfo{CertFile: filepath.Join(tls, "client.crt"), KeyFile: filepath.Join(tls, "client.key"), TrustedCAFile: filepath.Join(tls, "server-ca.crt")}.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: []string{"https://127.0.0.1:" + s.Flag("--etcd-client-port")}, TLS: tc, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := cli.Get(ctx, "/registry/secrets/"+ns+"/"+name)
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("etcd get of Secret %s/%s: %v (%d values)", ns, name, err, len(resp.Kvs))
+	}
+	return string(resp.Kvs[0].Value)
+}
+
+// TestSecretsEncryption: Secrets are stored encrypted by default (aescbc,
+// a key generated on the first start); Secrets stored in plain text while
+// encryption was off are encrypted at the next start with it on; another
+// provider rewrites every Secret with its key, the older ones staying
+// readable throughout; `distro secrets-encrypt status` says where they are.
+func TestSecretsEncryption(t *testing.T) {
+	requireRoot(t)
+	s := NewServer(t, "--disable-agent", "--disable", "coredns,local-storage,metrics-server", "--secrets-encryption=false")
+	s.Start()
+	s.MustKubectl("create", "secret", "generic", "old", "--from-literal=password=plain-before")
+	if raw := rawSecret(t, s, "default", "old"); !strings.Contains(raw, "plain-before") || strings.HasPrefix(raw, "k8s:enc:") {
+		t.Fatalf("with --secrets-encryption=false the Secret is not in plain text: %q", raw)
+	}
+	config := filepath.Join(s.DataDir, "server", "tls", "encryption-config.json")
+	if _, err := os.Stat(config); err == nil {
+		t.Errorf("%s written with encryption off", config)
+	}
+	if err, _ := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Encryption on (the default): the old Secret is rewritten encrypted.
+	s.args = slices.DeleteFunc(s.args, func(a string) bool { return a == "--secrets-encryption=false" })
+	s.Start()
+	encrypted := func(name, provider, plain string) func() error {
+		return func() error {
+			raw := rawSecret(t, s, "default", name)
+			if !strings.HasPrefix(raw, "k8s:enc:"+provider+":v1:") || strings.Contains(raw, plain) {
+				return fmt.Errorf("stored as %.40q", raw)
+			}
+			return nil
+		}
+	}
+	Eventually(t, time.Minute, "the plain-text Secret encrypted at start", encrypted("old", "aescbc", "plain-before"))
+	s.MustKubectl("create", "secret", "generic", "new", "--from-literal=password=s3cret-value")
+	if err := encrypted("new", "aescbc", "s3cret-value")(); err != nil {
+		t.Errorf("a new Secret: %v", err)
+	}
+	if fi, err := os.Stat(config); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("%s: %v, mode %v (want 0600)", config, err, fi.Mode().Perm())
+	}
+	status := func() string {
+		out, err := Distro(t, "secrets-encrypt", "status", "--config", s.Flag("--config"), "--data-dir", s.DataDir, "--etcd-client-port", s.Flag("--etcd-client-port"))
+		if err != nil {
+			t.Fatalf("secrets-encrypt status: %v\n%s", err, out)
+		}
+		return out
+	}
+	out := status()
+	for _, want := range []string{"Encryption: on", "Provider: aescbc", "Active key: aescbckey-", "Every Secret is stored with the active key."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	if err, _ := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Another provider: every Secret moves to its key and stays readable.
+	s.args = append(s.args, "--secrets-encryption-provider=secretbox")
+	s.Start()
+	for name, plain := range map[string]string{"old": "plain-before", "new": "s3cret-value"} {
+		Eventually(t, time.Minute, name+" rewritten with secretbox", encrypted(name, "secretbox", plain))
+		got := s.MustKubectl("get", "secret", name, "-o", "jsonpath={.data.password}")
+		if b, _ := base64.StdEncoding.DecodeString(got); string(b) != plain {
+			t.Errorf("Secret %s reads %q, want %q", name, b, plain)
+		}
+	}
+	if out := status(); !strings.Contains(out, "Provider: secretbox") || !strings.Contains(out, "providers in order: secretbox (1 key), aescbc (1 key), identity") {
+		t.Errorf("status after the provider change:\n%s", out)
+	}
+}
