@@ -93,7 +93,7 @@ func (d *Deployer) Run(ctx context.Context, ready func()) error {
 	}
 	d.mapper = restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
 	d.applied, d.lastErr = map[string]string{}, map[string]string{}
-	if err := os.MkdirAll(d.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(d.Dir, 0o700); err != nil {
 		return err
 	}
 	ready()

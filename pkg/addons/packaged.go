@@ -44,7 +44,7 @@ func Render(name string, v Values) ([]byte, error) {
 // disabled (the Deployer then removes its objects). A file with a .skip
 // file beside it is left as it is: the way to keep local edits.
 func Stage(dir string, v Values, disabled []string) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	if v.Images == nil {

@@ -118,7 +118,7 @@ func Extract(dataDir string) (Dir, error) {
 func extract(dataDir, hash string) error {
 	base := filepath.Join(dataDir, "data")
 	dst := filepath.Join(base, hash)
-	if err := os.MkdirAll(base, 0o755); err != nil {
+	if err := os.MkdirAll(base, 0o700); err != nil {
 		return err
 	}
 	lock, err := os.OpenFile(filepath.Join(base, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
@@ -187,11 +187,11 @@ func untar(r io.Reader, dst string) error {
 		p := filepath.Join(dst, name)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
+			if err := os.MkdirAll(p, 0o700); err != nil {
 				return err
 			}
 		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 				return err
 			}
 			f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755)

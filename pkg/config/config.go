@@ -63,6 +63,9 @@ type Server struct {
 	SecretsEncryption         bool
 	SecretsEncryptionProvider string
 
+	// The apiserver's audit policy (default: distro's).
+	AuditPolicyFile string
+
 	KubeAPIServerArgs         []string
 	KubeSchedulerArgs         []string
 	KubeControllerManagerArgs []string
@@ -101,6 +104,7 @@ func AddServerFlags(fs *pflag.FlagSet, s *Server) {
 	fs.BoolVar(&s.EtcdDisableSnapshots, "etcd-disable-snapshots", false, "take no scheduled etcd snapshots")
 	fs.BoolVar(&s.SecretsEncryption, "secrets-encryption", true, "encrypt Secrets in etcd (false: store new ones in plain text; encrypted ones stay readable)")
 	fs.StringVar(&s.SecretsEncryptionProvider, "secrets-encryption-provider", "aescbc", "cipher for Secrets at rest: aescbc or secretbox")
+	fs.StringVar(&s.AuditPolicyFile, "audit-policy-file", "", "audit policy of the apiserver (default: distro's; the log is <data-dir>/server/logs/audit.log)")
 	fs.StringArrayVar(&s.KubeAPIServerArgs, "kube-apiserver-arg", nil, "extra kube-apiserver flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeSchedulerArgs, "kube-scheduler-arg", nil, "extra kube-scheduler flag as key=value (repeatable)")
 	fs.StringArrayVar(&s.KubeControllerManagerArgs, "kube-controller-manager-arg", nil, "extra kube-controller-manager flag as key=value (repeatable)")
@@ -198,6 +202,11 @@ func (s *Server) Validate() error {
 	}
 	if p := s.SecretsEncryptionProvider; p != "aescbc" && p != "secretbox" {
 		return fmt.Errorf("--secrets-encryption-provider %q: must be aescbc or secretbox", p)
+	}
+	if s.AuditPolicyFile != "" {
+		if st, err := os.Stat(s.AuditPolicyFile); err != nil || st.IsDir() {
+			return fmt.Errorf("--audit-policy-file %q: not a readable file", s.AuditPolicyFile)
+		}
 	}
 	if err := s.validateSnapshots(); err != nil {
 		return err

@@ -121,6 +121,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown add-on", []string{"--disable=coredns,traefik"}, "", `--disable "traefik": not a packaged add-on`},
 		{"bad snapshot cron", []string{"--etcd-snapshot-schedule-cron=0 */12 * *"}, "", "--etcd-snapshot-schedule-cron"},
 		{"zero snapshot retention", []string{"--etcd-snapshot-retention=0"}, "", "--etcd-snapshot-retention 0"},
+		{"missing audit policy", []string{"--audit-policy-file=/no/such/policy.yaml"}, "", `--audit-policy-file "/no/such/policy.yaml": not a readable file`},
 		{"unknown encryption provider", []string{"--secrets-encryption-provider=rot13"}, "", `--secrets-encryption-provider "rot13": must be aescbc or secretbox`},
 		{"restore path without reset", []string{"--cluster-reset-restore-path=/etc/hostname"}, "", "only used with --cluster-reset"},
 		{"missing restore file", []string{"--cluster-reset", "--cluster-reset-restore-path=/no/such/snapshot"}, "", `--cluster-reset-restore-path "/no/such/snapshot": not a readable file`},

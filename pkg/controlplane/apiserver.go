@@ -41,7 +41,9 @@ type APIServerInput struct {
 	// EncryptionConfig, when set, is the EncryptionConfiguration for
 	// Secrets; the apiserver reloads it when it changes.
 	EncryptionConfig string
-	Extra            []config.Arg
+	// Audit is the audit policy and log.
+	Audit Audit
+	Extra []config.Arg
 }
 
 // NewAPIServer builds the apiserver's flags: secure by default (Node and
@@ -83,6 +85,9 @@ func NewAPIServer(in APIServerInput) *APIServer {
 		"service-account-key-file":           f("service.key"),
 		"service-account-signing-key-file":   f("service.key"),
 		"service-cluster-ip-range":           in.ServiceCIDR,
+	}
+	for k, v := range auditFlags(in.Audit) {
+		defaults[k] = v
 	}
 	if in.EncryptionConfig != "" {
 		defaults["encryption-provider-config"] = in.EncryptionConfig

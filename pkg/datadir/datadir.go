@@ -16,6 +16,8 @@ type Server struct {
 	// EncryptionConfig is the apiserver's EncryptionConfiguration for
 	// Secrets (keys, 0600), in the TLS folder: shared by every server.
 	EncryptionConfig string
+	AuditPolicy      string // distro's default audit policy, written at start
+	AuditLog         string
 }
 
 // EncryptionConfigName is the EncryptionConfiguration's file name in the
@@ -35,6 +37,8 @@ func NewServer(dataDir string) Server {
 		Manifests: filepath.Join(root, "manifests"),
 
 		EncryptionConfig: filepath.Join(root, "tls", EncryptionConfigName),
+		AuditPolicy:      filepath.Join(root, "etc", "audit-policy.yaml"),
+		AuditLog:         filepath.Join(root, "logs", "audit.log"),
 	}
 }
 

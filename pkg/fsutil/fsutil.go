@@ -8,10 +8,10 @@ import (
 
 // WriteFileAtomic writes data to path through a temporary file in the same
 // folder, synced and renamed into place, so readers see the old or the new
-// content and never a partial file. Parent folders are created (0755).
+// content and never a partial file. Parent folders are created (0700).
 func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")

@@ -48,6 +48,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		ServiceCIDR: cfg.ServiceCIDR, ClusterDomain: cfg.ClusterDomain, EtcdURL: ec.ClientURL(),
 		File: paths.File, Extra: args("--kube-apiserver-arg", cfg.KubeAPIServerArgs),
 		EncryptionConfig: encryptionConfig(cfg, paths),
+		Audit:            auditSettings(cfg, paths),
 	})
 	scheduler := controlplane.NewScheduler(paths.Kubeconfig("scheduler"), paths.File, args("--kube-scheduler-arg", cfg.KubeSchedulerArgs))
 	cm := controlplane.NewControllerManager(paths.Kubeconfig("controller"), cfg.ClusterCIDR, cfg.ServiceCIDR, paths.File, args("--kube-controller-manager-arg", cfg.KubeControllerManagerArgs))
@@ -122,6 +123,9 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	if err := ensureEncryption(cfg, paths); err != nil {
+		return err
+	}
+	if err := ensureAudit(cfg, paths); err != nil {
 		return err
 	}
 	localURL := controlplane.LocalURL(cfg.BindAddress, cfg.HTTPSListenPort)
