@@ -7,7 +7,7 @@ set -euo pipefail
 out=${1:-build/rootfs}
 want=(iptables nftables mount iproute2 busybox-static conntrack)
 # Packaging machinery the image never runs.
-skip='^(debconf|cdebconf|dpkg|install-info|libdebian-installer4|libnewt0.52|libslang2|libtextwrap1|tar|perl-base|debianutils|readline-common|libreadline8|libtinfo6|libssl3|openssl|libcap2-bin)$'
+skip='^(debconf|cdebconf|dpkg|install-info|libdebian-installer4|libnewt0.52|libslang2|libtextwrap1|tar|perl-base|debianutils|readline-common|libreadline8|libssl3|openssl|libcap2-bin)$'
 [ -n "$(ls /var/lib/apt/lists/ 2>/dev/null | grep -v lock)" ] || apt-get update -qq
 pkgs=$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances "${want[@]}" |
 	grep -E '^[a-z0-9]' | sort -u | grep -vE "$skip")
@@ -38,5 +38,10 @@ ID=distro
 VERSION_ID="$ver"
 PRETTY_NAME="distro $ver"
 EOR
+# Every tool the node runs must find its libraries (a dependency left out
+# above fails here, not silently in a node).
+for tool in "/usr/sbin/iptables --version" "/usr/sbin/nft --version" "/bin/ip -V" "/usr/sbin/conntrack --version" "/bin/mount --version"; do
+	chroot "$r" $tool >/dev/null 2>&1 || { echo "docker-rootfs: '$tool' does not run in the image's userland:" >&2; chroot "$r" $tool >&2; exit 1; }
+done
 rm -rf "$out" && mv "$r" "$out"
 echo "rootfs: $(du -sh "$out" | cut -f1) in $out ($(echo $pkgs | wc -w) packages)"

@@ -28,6 +28,18 @@ var runArgs = []string{"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
 	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
 	"--device", "/dev/kmsg", "--tmpfs", "/run", "--tmpfs", "/var/run", "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"}
 
+// needNodeImage skips a test where no Docker engine runs and fails it
+// when the node image is missing.
+func needNodeImage(t *testing.T) {
+	t.Helper()
+	if _, err := docker("info"); err != nil {
+		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
+	}
+	if _, err := docker("image", "inspect", image); err != nil {
+		t.Fatalf("image %s not found: build it with make image", image)
+	}
+}
+
 func docker(args ...string) (string, error) {
 	out, err := exec.Command("docker", args...).CombinedOutput()
 	return strings.TrimSpace(string(out)), err
@@ -97,12 +109,7 @@ func eventually(t *testing.T, timeout time.Duration, what string, f func() error
 }
 
 func TestCluster(t *testing.T) {
-	if _, err := docker("info"); err != nil {
-		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
-	}
-	if _, err := docker("image", "inspect", image); err != nil {
-		t.Fatalf("image %s not found: build it with make image", image)
-	}
+	needNodeImage(t)
 	net := fmt.Sprintf("distro-e2e-%d", os.Getpid())
 	s, a1, a2 := net+"-s1", net+"-a1", net+"-a2"
 	kubectl := func(args ...string) (string, error) { return kubectlOn(s, args...) }
@@ -117,6 +124,15 @@ func TestCluster(t *testing.T) {
 			for _, c := range []string{s, a1, a2} {
 				out, _ := docker("logs", "--tail", "30", c)
 				t.Logf("--- %s\n%s", c, out)
+				all, _ := docker("logs", c)
+				var np []string
+				for _, line := range strings.Split(all, "\n") {
+					if strings.Contains(line, "network policy:") {
+						np = append(np, line)
+					}
+				}
+				table, _ := docker("exec", c, "nft", "list", "table", "inet", "distro-netpol")
+				t.Logf("--- %s: network policy log lines\n%s\n--- nft list table inet distro-netpol\n%s", c, strings.Join(np, "\n"), table)
 			}
 		}
 		docker("rm", "-f", "-v", s, a1, a2, net+"-bad1", net+"-bad2")
@@ -219,6 +235,56 @@ func TestCluster(t *testing.T) {
 	if out := mustKubectl("exec", "web-"+a2, "--", "cat", "/www/index.html"); !strings.Contains(out, "hello-"+a2) {
 		t.Errorf("kubectl exec on an agent: %q", out)
 	}
+
+	// NetworkPolicy across nodes: a policy on web-<a2> admits only pods of
+	// one namespace; clients of both namespaces on both agents (ingress is
+	// enforced on a2, for traffic over cni0 and over VXLAN alike).
+	clientPod := func(ns, name, node string) string {
+		return fmt.Sprintf(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":%q,"namespace":%q},"spec":{"nodeName":%q,
+"containers":[{"name":"c","image":"distro.test/busybox:1","imagePullPolicy":"Never","command":["/bin/sh","-c","exec sleep 100000"]}]}}`, name, ns, node)
+	}
+	type client struct{ ns, name string }
+	var clients []client
+	for _, ns := range []string{"np-allowed", "np-other"} {
+		mustKubectl("create", "namespace", ns)
+		for _, n := range []string{a1, a2} {
+			c := client{ns, "client-" + n}
+			applyOn(t, s, clientPod(c.ns, c.name, n))
+			clients = append(clients, c)
+		}
+	}
+	for _, c := range clients {
+		mustKubectl("wait", "-n", c.ns, "--for=condition=Ready", "pod/"+c.name, "--timeout=120s")
+	}
+	reach := func(c client) error {
+		out, err := kubectl("exec", "-n", c.ns, c.name, "--", "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 `+ip2+` 8080`)
+		if err != nil || !strings.Contains(out, "hello-"+a2) {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	}
+	expect := func(what string, allowed func(client) bool) {
+		for _, c := range clients {
+			c := c
+			eventually(t, 30*time.Second, fmt.Sprintf("%s: %s/%s → web-%s %s", what, c.ns, c.name, a2, map[bool]string{true: "reaches", false: "blocked"}[allowed(c)]), func() error {
+				err := reach(c)
+				switch {
+				case allowed(c) && err != nil:
+					return err
+				case !allowed(c) && err == nil:
+					return fmt.Errorf("reached it")
+				}
+				return nil
+			})
+		}
+	}
+	expect("no policy", func(client) bool { return true })
+	applyOn(t, s, fmt.Sprintf(`{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"only-np-allowed","namespace":"default"},
+"spec":{"podSelector":{"matchLabels":{"app":"web-%s"}},"policyTypes":["Ingress"],
+"ingress":[{"from":[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"np-allowed"}}}]}]}}`, a2))
+	expect("policy", func(c client) bool { return c.ns == "np-allowed" })
+	mustKubectl("delete", "networkpolicy", "only-np-allowed")
+	expect("policy deleted", func(client) bool { return true })
 
 	// The nodes share the host's cgroup tree (--cgroupns host), but each
 	// kubelet has its own cgroup root: none takes another node's pods for

@@ -19,12 +19,7 @@ import (
 // serve the API (quorum 2 of 3); restarted, it rejoins as the same member
 // and catches up.
 func TestHA(t *testing.T) {
-	if _, err := docker("info"); err != nil {
-		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
-	}
-	if _, err := docker("image", "inspect", image); err != nil {
-		t.Fatalf("image %s not found: build it with make image", image)
-	}
+	needNodeImage(t)
 	net := fmt.Sprintf("distro-ha-%d", os.Getpid())
 	s1, s2, s3, a1 := net+"-s1", net+"-s2", net+"-s3", net+"-a1"
 	bad1, bad2 := net+"-bad1", net+"-bad2"
@@ -320,12 +315,7 @@ done; echo end >> /tmp/acks`
 // does) all join: the joiners retry, saying so, until the first server
 // admits them. E2E_SIMULTANEOUS_RUNS repeats it (default 1).
 func TestHASimultaneousStart(t *testing.T) {
-	if _, err := docker("info"); err != nil {
-		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
-	}
-	if _, err := docker("image", "inspect", image); err != nil {
-		t.Fatalf("image %s not found: build it with make image", image)
-	}
+	needNodeImage(t)
 	runs := 1
 	fmt.Sscan(envOr("E2E_SIMULTANEOUS_RUNS", "1"), &runs)
 	guardDockerUser(t)

@@ -14,12 +14,7 @@ import (
 // a fresh server with the cluster's token, which starts normally with
 // every object back under its UID, and two new servers join it.
 func TestHARestore(t *testing.T) {
-	if _, err := docker("info"); err != nil {
-		t.Skip("no Docker engine runs here: the multi-node e2e needs one")
-	}
-	if _, err := docker("image", "inspect", image); err != nil {
-		t.Fatalf("image %s not found: build it with make image", image)
-	}
+	needNodeImage(t)
 	net := fmt.Sprintf("distro-restore-%d", os.Getpid())
 	s1, s2 := net+"-s1", net+"-s2"                // the cluster that is lost
 	r1, r2, r3 := net+"-r1", net+"-r2", net+"-r3" // the cluster restored from its snapshot
