@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"unicode"
 )
 
 // nodeOptions are a node's checks without ports.
@@ -56,30 +55,13 @@ func TestHost(t *testing.T) {
 	t.Logf("\n%s", lines(rs))
 }
 
-// fakeHost returns a root that shows this host: its top-level folders as
-// symlinks, and /proc as a folder of symlinks to the host's /proc entries,
-// so a test can replace one file.
+// fakeHost returns a root that shows this host, so a test can replace
+// one file.
 func fakeHost(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	for _, d := range []string{"sys", "lib", "boot", "usr", "bin", "sbin"} {
-		if err := os.Symlink("/"+d, filepath.Join(root, d)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	proc := filepath.Join(root, "proc")
-	os.Mkdir(proc, 0o755)
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
+	if err := MirrorHost(root); err != nil {
 		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if unicode.IsDigit(rune(e.Name()[0])) {
-			continue
-		}
-		if err := os.Symlink("/proc/"+e.Name(), filepath.Join(proc, e.Name())); err != nil {
-			t.Fatal(err)
-		}
 	}
 	return root
 }

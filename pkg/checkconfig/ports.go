@@ -103,7 +103,7 @@ func checkPorts(ports []Port) []Result {
 		seen[p.Port] = p.What
 		l, err := net.Listen("tcp", net.JoinHostPort(p.Host, strconv.Itoa(p.Port)))
 		if err != nil {
-			out = append(out, Result{name, p.Level, fmt.Sprintf("already in use or not available on %s: %v; stop what listens there or choose another port", p.Host, unwrapNet(err))})
+			out = append(out, Result{name, p.Level, fmt.Sprintf("already in use or not available on %s: %v; stop what listens there or choose another port", p.Host, Cause(err))})
 			continue
 		}
 		l.Close()
@@ -112,11 +112,15 @@ func checkPorts(ports []Port) []Result {
 	return out
 }
 
-func unwrapNet(err error) error {
+// Cause is the system error under the net and os wrappers ("address
+// already in use", "permission denied"), for one-line messages.
+func Cause(err error) error {
 	for {
 		switch e := err.(type) {
 		case *net.OpError:
 			err = e.Err
+		case *os.PathError:
+			return e.Err
 		case *os.SyscallError:
 			return e.Err
 		default:

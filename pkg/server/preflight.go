@@ -2,7 +2,6 @@ package server
 
 import (
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 
@@ -35,7 +34,7 @@ func checkWritable(dir string) error {
 		}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("--data-dir %s is not writable: %v", dir, unwrapOp(err))
+		return fmt.Errorf("--data-dir %s is not writable: %v", dir, checkconfig.Cause(err))
 	}
 	f, err := os.CreateTemp(dir, ".write-check-*")
 	if err == nil {
@@ -46,22 +45,7 @@ func checkWritable(dir string) error {
 		if created != "" {
 			os.RemoveAll(created)
 		}
-		return fmt.Errorf("--data-dir %s is not writable: %v", dir, unwrapOp(err))
+		return fmt.Errorf("--data-dir %s is not writable: %v", dir, checkconfig.Cause(err))
 	}
 	return nil
-}
-
-func unwrapOp(err error) error {
-	for {
-		switch e := err.(type) {
-		case *net.OpError:
-			err = e.Err
-		case *os.PathError:
-			return e.Err
-		case *os.SyscallError:
-			return e.Err
-		default:
-			return err
-		}
-	}
 }

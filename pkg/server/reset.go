@@ -9,6 +9,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"distro/pkg/checkconfig"
 	"distro/pkg/config"
 	"distro/pkg/datadir"
 	"distro/pkg/etcd"
@@ -42,7 +43,7 @@ func clusterReset(ctx context.Context, cfg *config.Server, ec etcd.Config, paths
 			return fmt.Errorf("--cluster-reset: %s holds certificates but no token; restore on the server's own data dir or on a new one", paths.TLS)
 		}
 	default:
-		return fmt.Errorf("--cluster-reset: %s is not the data dir of a distro server (%s: %v); to restore a snapshot on a new server, give --cluster-reset-restore-path and the cluster's --token", cfg.DataDir, paths.Token, unwrapOp(err))
+		return fmt.Errorf("--cluster-reset: %s is not the data dir of a distro server (%s: %v); to restore a snapshot on a new server, give --cluster-reset-restore-path and the cluster's --token", cfg.DataDir, paths.Token, checkconfig.Cause(err))
 	}
 	ec.ClusterID = tok.CAHash
 	var shared map[string][]byte

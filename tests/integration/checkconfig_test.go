@@ -11,7 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"unicode"
+
+	"distro/pkg/checkconfig"
 )
 
 // checkConfigRootEnv points distro's host checks at another root (tests only).
@@ -37,26 +38,10 @@ func runDistro(t *testing.T, env []string, args ...string) (string, error) {
 func fakeRoot(t *testing.T) string {
 	t.Helper()
 	root := t.TempDir()
-	for _, d := range []string{"sys", "lib", "boot", "usr", "bin", "sbin"} {
-		if err := os.Symlink("/"+d, filepath.Join(root, d)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	proc := filepath.Join(root, "proc")
-	os.Mkdir(proc, 0o755)
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
+	if err := checkconfig.MirrorHost(root, "filesystems", "config.gz"); err != nil {
 		t.Fatal(err)
 	}
-	for _, e := range entries {
-		switch name := e.Name(); {
-		case unicode.IsDigit(rune(name[0])), name == "filesystems", name == "config.gz":
-		default:
-			if err := os.Symlink("/proc/"+name, filepath.Join(proc, name)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	proc := filepath.Join(root, "proc")
 	fs, err := os.ReadFile("/proc/filesystems")
 	if err != nil {
 		t.Fatal(err)
