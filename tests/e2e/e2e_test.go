@@ -28,6 +28,48 @@ var runArgs = []string{"--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
 	"--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined", "--security-opt", "systempaths=unconfined",
 	"--device", "/dev/kmsg", "--tmpfs", "/run", "--tmpfs", "/var/run", "--cgroupns", "host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw"}
 
+// cluster is the Docker network of one test's node containers. The
+// containers (with their volumes) and the network are removed when the
+// test ends; when it failed, each node's last log lines are printed (whole
+// logs go to E2E_LOG_DIR when set).
+type cluster struct {
+	net     string
+	nodes   []string
+	volumes []string
+}
+
+func newCluster(t *testing.T, prefix string) *cluster {
+	t.Helper()
+	c := &cluster{net: fmt.Sprintf("%s-%d", prefix, os.Getpid())}
+	guardDockerUser(t)
+	must(t, "network", "create", c.net)
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range c.nodes {
+				out, _ := docker("logs", "--tail", "40", n)
+				t.Logf("--- %s\n%s", n, out)
+				if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
+					full, _ := docker("logs", n)
+					os.WriteFile(dir+"/"+n+".log", []byte(full), 0o644)
+				}
+			}
+		}
+		docker(append([]string{"rm", "-f", "-v"}, c.nodes...)...)
+		for _, v := range c.volumes {
+			docker("volume", "rm", v)
+		}
+		docker("network", "rm", c.net)
+	})
+	return c
+}
+
+// node names a node container of the cluster (removed with it).
+func (c *cluster) node(name string) string {
+	n := c.net + "-" + name
+	c.nodes = append(c.nodes, n)
+	return n
+}
+
 // needNodeImage skips a test where no Docker engine runs and fails it
 // when the node image is missing.
 func needNodeImage(t *testing.T) {

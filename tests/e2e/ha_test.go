@@ -20,27 +20,15 @@ import (
 // and catches up.
 func TestHA(t *testing.T) {
 	needNodeImage(t)
-	net := fmt.Sprintf("distro-ha-%d", os.Getpid())
-	s1, s2, s3, a1 := net+"-s1", net+"-s2", net+"-s3", net+"-a1"
-	bad1, bad2 := net+"-bad1", net+"-bad2"
-	all := []string{s1, s2, s3, a1}
-	guardDockerUser(t)
-	must(t, "network", "create", net)
+	c := newCluster(t, "distro-ha")
+	net := c.net
+	s1, s2, s3, a1 := c.node("s1"), c.node("s2"), c.node("s3"), c.node("a1")
+	bad1, bad2 := c.node("bad1"), c.node("bad2")
 	t.Cleanup(func() {
 		if t.Failed() {
-			for _, n := range all {
-				out, _ := docker("logs", "--tail", "40", n)
-				t.Logf("--- %s\n%s", n, out)
-				if dir := os.Getenv("E2E_LOG_DIR"); dir != "" {
-					full, _ := docker("logs", n)
-					os.WriteFile(dir+"/"+n+".log", []byte(full), 0o644)
-				}
-			}
 			out, _ := kubectlOn(s2, "get", "nodes", "-o", "wide")
 			t.Logf("--- nodes (from %s)\n%s", s2, out)
 		}
-		docker(append([]string{"rm", "-f", "-v", bad1, bad2}, all...)...)
-		docker("network", "rm", net)
 	})
 	startNode(t, net, s1, "server", "--cluster-init")
 	var token string

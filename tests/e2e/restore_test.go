@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,25 +14,13 @@ import (
 // every object back under its UID, and two new servers join it.
 func TestHARestore(t *testing.T) {
 	needNodeImage(t)
-	net := fmt.Sprintf("distro-restore-%d", os.Getpid())
-	s1, s2 := net+"-s1", net+"-s2"                // the cluster that is lost
-	r1, r2, r3 := net+"-r1", net+"-r2", net+"-r3" // the cluster restored from its snapshot
-	all := []string{s1, s2, r1, r2, r3}
+	c := newCluster(t, "distro-restore")
+	net := c.net
+	s1, s2 := c.node("s1"), c.node("s2")                   // the cluster that is lost
+	r1, r2, r3 := c.node("r1"), c.node("r2"), c.node("r3") // the cluster restored from its snapshot
 	vol := net + "-r1-data"
+	c.volumes = append(c.volumes, vol)
 	backup := t.TempDir()
-	guardDockerUser(t)
-	must(t, "network", "create", net)
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range all {
-				out, _ := docker("logs", "--tail", "40", n)
-				t.Logf("--- %s\n%s", n, out)
-			}
-		}
-		docker(append([]string{"rm", "-f", "-v"}, all...)...)
-		docker("volume", "rm", vol)
-		docker("network", "rm", net)
-	})
 	nodesReady := func(on string, want int) func() error {
 		return func() error {
 			out, err := kubectlOn(on, "get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
