@@ -169,6 +169,7 @@ func adminClient(paths datadir.Server) kubernetes.Interface {
 		return nil
 	}
 	rc.Timeout = 10 * time.Second
+	rc.QPS, rc.Burst = 50, 100 // secrets-encrypt rewrites every Secret
 	c, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil

@@ -19,11 +19,19 @@ var secretsEncryptFlags = map[string]bool{"config": true, "data-dir": true, "etc
 func newSecretsEncryptCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "secrets-encrypt",
-		Short: "Show how this cluster's Secrets are encrypted at rest",
+		Short: "Show or rotate the key this cluster's Secrets are encrypted with",
 		Long: "Secrets are encrypted in etcd by default (--secrets-encryption, --secrets-encryption-provider).\n" +
 			"Reads the server's config file, so the data dir and ports match the server's.",
 	}
 	cfg, prepare := withServerConfig(cmd, secretsEncryptFlags)
+	etcdClient := func() (*clientv3.Client, error) {
+		paths := datadir.NewServer(cfg.DataDir)
+		cc, err := etcd.ForServer(paths, cfg.NodeName, cfg.EtcdClientPort, cfg.EtcdPeerPort).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("%s is not the data dir of a distro server: %w", cfg.DataDir, err)
+		}
+		return clientv3.New(cc)
+	}
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "The active provider and key, and what every Secret in etcd is stored with",
@@ -35,11 +43,7 @@ func newSecretsEncryptCommand() *cobra.Command {
 				return err
 			}
 			active := secretsencrypt.ActiveOf(enc)
-			cc, err := etcd.ForServer(paths, cfg.NodeName, cfg.EtcdClientPort, cfg.EtcdPeerPort).ClientConfig()
-			if err != nil {
-				return fmt.Errorf("%s is not the data dir of a distro server: %w", cfg.DataDir, err)
-			}
-			cli, err := clientv3.New(cc)
+			cli, err := etcdClient()
 			if err != nil {
 				return err
 			}
@@ -74,6 +78,31 @@ func newSecretsEncryptCommand() *cobra.Command {
 			return nil
 		}),
 	}
-	cmd.AddCommand(status)
+	rotate := &cobra.Command{
+		Use:   "rotate-keys",
+		Short: "Encrypt every Secret with a new key and remove the old one (safe to interrupt and run again)",
+		Args:  cobra.NoArgs,
+		RunE: prepare(func(ctx context.Context, _ []string) error {
+			paths := datadir.NewServer(cfg.DataDir)
+			cli, err := etcdClient()
+			if err != nil {
+				return err
+			}
+			defer cli.Close()
+			members, err := cli.MemberList(ctx)
+			if err != nil {
+				return fmt.Errorf("etcd: %w (is the server running?)", err)
+			}
+			if n := len(members.Members); n > 1 {
+				return fmt.Errorf("rotate-keys: this cluster has %d servers, and a new key must reach every apiserver before any of them writes with it; rotating keys is only supported on a single server", n)
+			}
+			admin := adminClient(paths)
+			if admin == nil {
+				return fmt.Errorf("cannot read the admin kubeconfig %s", paths.Kubeconfig("admin"))
+			}
+			return secretsencrypt.Rotation{ConfigPath: paths.EncryptionConfig, Etcd: cli, Client: admin, Out: cmd.OutOrStdout()}.Run(ctx)
+		}),
+	}
+	cmd.AddCommand(status, rotate)
 	return cmd
 }

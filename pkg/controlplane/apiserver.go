@@ -11,6 +11,7 @@ import (
 	utilerrors "k8s.io/apimachinery/pkg/util/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
 	genericapiserver "k8s.io/apiserver/pkg/server"
+	encryptionconfigcontroller "k8s.io/apiserver/pkg/server/options/encryptionconfig/controller"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
@@ -123,6 +124,9 @@ func (a *APIServer) Run(ctx context.Context, ready func()) error {
 	if errs := completed.Validate(); len(errs) != 0 {
 		return utilerrors.NewAggregate(errs)
 	}
+	// A changed EncryptionConfiguration (secrets-encrypt rotate-keys) is
+	// picked up within seconds rather than upstream's minute.
+	encryptionconfigcontroller.EncryptionConfigFileChangePollDuration = 5 * time.Second
 	go a.waitReady(ctx, ready)
 	// What apiapp.Run does, with the handler chain wrapped.
 	if completed.InformerName == nil {

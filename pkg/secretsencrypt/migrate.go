@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"golang.org/x/sync/errgroup"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -63,34 +65,43 @@ func (s Stored) String() string {
 }
 
 // Rewrite writes the named Secrets (namespace/name) again through the
-// API: the apiserver stores an unchanged object anew when it was read
-// with a key that is not the active one, so each ends under the active
-// key. A Secret deleted meanwhile is skipped. It returns how many it wrote.
+// API, 8 at a time: the apiserver stores an unchanged object anew when it
+// was read with a key that is not the active one, so each ends under the
+// active key. A Secret deleted meanwhile is skipped. It returns how many it
+// wrote.
 func Rewrite(ctx context.Context, client kubernetes.Interface, names []string) (int, error) {
-	n := 0
+	var wrote atomic.Int64
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
 	for _, nn := range names {
-		ns, name, _ := strings.Cut(nn, "/")
-		for attempt := 0; ; attempt++ {
-			s, err := client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-			if apierrors.IsNotFound(err) {
-				break
+		g.Go(func() error {
+			ok, err := rewriteOne(ctx, client, nn)
+			if ok {
+				wrote.Add(1)
 			}
-			if err == nil {
-				_, err = client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
-			}
-			if err == nil {
-				n++
-				break
-			}
-			if apierrors.IsNotFound(err) {
-				break
-			}
-			if !apierrors.IsConflict(err) || attempt == 5 {
-				return n, fmt.Errorf("rewriting Secret %s: %w", nn, err)
-			}
+			return err
+		})
+	}
+	err := g.Wait()
+	return int(wrote.Load()), err
+}
+
+func rewriteOne(ctx context.Context, client kubernetes.Interface, nn string) (bool, error) {
+	ns, name, _ := strings.Cut(nn, "/")
+	for attempt := 0; ; attempt++ {
+		s, err := client.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			_, err = client.CoreV1().Secrets(ns).Update(ctx, s, metav1.UpdateOptions{})
+		}
+		switch {
+		case err == nil:
+			return true, nil
+		case apierrors.IsNotFound(err):
+			return false, nil
+		case !apierrors.IsConflict(err) || attempt == 5:
+			return false, fmt.Errorf("rewriting Secret %s: %w", nn, err)
 		}
 	}
-	return n, nil
 }
 
 // Migrator rewrites the Secrets that are not stored with the active key:
