@@ -5,6 +5,8 @@
 #                                     distro:dev), every [Conformance] test
 #   make conformance QUICK=1          the sample in scripts/conformance/quick.txt
 #   KUBECONFIG=… make conformance     an existing distro cluster instead
+#   make conformance FOCUS='\[sig-network\] Netpol' SKIP='SCTP'
+#                                     other upstream e2e tests (ginkgo regexes)
 #
 # The suite runs in the cluster from the conformance image, started by
 # hydrophone; ginkgo runs the parallel specs first (CONFORMANCE_PARALLEL
@@ -39,7 +41,7 @@ out=$(cd "$out" && pwd)
 # The focus: every [Conformance] test, or the quick sample's exact names.
 # Ginkgo matches the focus against "<suite description> <full spec text>",
 # so an exact name is anchored on the space before it and on the end.
-focus='\[Conformance\]'
+focus=${FOCUS:-'\[Conformance\]'}
 if [ -n "${QUICK:-}" ]; then
 	focus=$(grep -v -e '^#' -e '^$' "$root/scripts/conformance/quick.txt" |
 		sed -e 's/[][\.*^$()+?{}|/]/\\&/g' -e 's/^/ /' -e 's/$/$/' | paste -sd'|')
@@ -134,7 +136,7 @@ fi
 
 log "running the suite with hydrophone ($procs processes; results in $out)"
 set +e
-"$hydrophone" --kubeconfig "$kubeconfig" --focus "$focus" -p "$procs" --output-dir "$out" \
+"$hydrophone" --kubeconfig "$kubeconfig" --focus "$focus" ${SKIP:+--skip "$SKIP"} -p "$procs" --output-dir "$out" \
 	--conformance-image "registry.k8s.io/conformance:$k8s_version" \
 	--busybox-image registry.k8s.io/e2e-test-images/busybox:1.36.1-1 \
 	--startup-timeout 10m 2>&1 | tee "$out/hydrophone.log"
