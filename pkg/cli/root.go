@@ -65,7 +65,7 @@ func NewRoot() *cobra.Command {
 		Args:  cobra.NoArgs,
 		Run:   func(*cobra.Command, []string) { fmt.Println(version.String()) },
 	})
-	root.AddCommand(newSecretsEncryptCommand())
+	root.AddCommand(newSecretsEncryptCommand(), newCertificateCommand())
 	return root
 }
 

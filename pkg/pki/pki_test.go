@@ -237,3 +237,29 @@ func TestCANeverReplaced(t *testing.T) {
 		t.Fatalf("mismatched CA key: err = %v", err)
 	}
 }
+
+func TestCertStatus(t *testing.T) {
+	now := time.Now()
+	for _, c := range []struct {
+		info CertInfo
+		want string
+		days int
+	}{
+		{CertInfo{NotAfter: now.Add(365*24*time.Hour + time.Minute)}, "ok", 365},
+		{CertInfo{NotAfter: now.Add(30*24*time.Hour + time.Minute)}, "renewed at next start", 30},
+		{CertInfo{NotAfter: now.Add(30*24*time.Hour + time.Minute), IsCA: true}, "ok", 30},
+		{CertInfo{NotAfter: now.Add(-48 * time.Hour)}, "EXPIRED", -2},
+	} {
+		if got := c.info.Status(now); got != c.want {
+			t.Errorf("%v: status %q, want %q", c.info.NotAfter, got, c.want)
+		}
+		if got := c.info.DaysLeft(now); got != c.days {
+			t.Errorf("%v: %d days left, want %d", c.info.NotAfter, got, c.days)
+		}
+	}
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "bad.crt"), []byte("not a certificate"), 0o600)
+	if _, err := ListCerts(dir); err == nil || !strings.Contains(err.Error(), "bad.crt") {
+		t.Errorf("a file that is not a certificate: %v", err)
+	}
+}

@@ -81,6 +81,22 @@ func TestSecureDefaults(t *testing.T) {
 		return nil
 	})
 
+	// distro certificate check: every certificate, with its expiry.
+	out, err = Distro(t, "certificate", "check", "--config", s.Flag("--config"), "--data-dir", s.DataDir)
+	if err != nil {
+		t.Fatalf("certificate check: %v\n%s", err, out)
+	}
+	for _, want := range []string{"FILE", "DAYS LEFT", "server/tls/server-ca.crt", "server/tls/serving-kube-apiserver.crt", "agent/cred/kubelet-serving.crt"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("certificate check lacks %q:\n%s", want, out)
+		}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		if f := strings.Fields(line); len(f) < 2 || f[len(f)-1] != "ok" {
+			t.Errorf("certificate check: %q", line)
+		}
+	}
+
 	log := filepath.Join(s.DataDir, "server", "logs", "audit.log")
 	Eventually(t, 30*time.Second, "the Secret's creation in the audit log", func() error {
 		data, err := os.ReadFile(log)

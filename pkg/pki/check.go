@@ -1,0 +1,94 @@
+package pki
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// CertInfo describes one certificate file.
+type CertInfo struct {
+	File     string
+	Subject  string
+	Issuer   string
+	NotAfter time.Time
+	IsCA     bool
+}
+
+// DaysLeft is the whole days until the certificate expires (negative once
+// it has).
+func (c CertInfo) DaysLeft(now time.Time) int {
+	return int(c.NotAfter.Sub(now).Hours() / 24)
+}
+
+// Status says what happens to the certificate: "ok", "renewed at next
+// start" (a leaf within RenewBefore of expiry), "CA: expires in N days",
+// or "EXPIRED".
+func (c CertInfo) Status(now time.Time) string {
+	left := c.NotAfter.Sub(now)
+	switch {
+	case left <= 0:
+		return "EXPIRED"
+	case !c.IsCA && left < RenewBefore:
+		return "renewed at next start"
+	}
+	return "ok"
+}
+
+// ListCerts reads every *.crt file under the folders (the first
+// certificate of each), sorted by path. Folders that do not exist are
+// skipped; a file that is not a certificate is an error naming it.
+func ListCerts(dirs ...string) ([]CertInfo, error) {
+	var out []CertInfo
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				if os.IsNotExist(err) && p == dir {
+					return filepath.SkipDir
+				}
+				return err
+			}
+			if d.IsDir() || !strings.HasSuffix(p, ".crt") {
+				return nil
+			}
+			data, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			block, _ := pem.Decode(data)
+			if block == nil || block.Type != "CERTIFICATE" {
+				return &os.PathError{Op: "read", Path: p, Err: errNotCert}
+			}
+			cert, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				return &os.PathError{Op: "parse", Path: p, Err: err}
+			}
+			out = append(out, CertInfo{File: p, Subject: name(cert.Subject.CommonName, cert.Subject.Organization),
+				Issuer: cert.Issuer.CommonName, NotAfter: cert.NotAfter, IsCA: cert.IsCA})
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
+	return out, nil
+}
+
+type certError string
+
+func (e certError) Error() string { return string(e) }
+
+const errNotCert = certError("not a PEM certificate")
+
+func name(cn string, org []string) string {
+	if len(org) == 0 {
+		return cn
+	}
+	return cn + " (" + strings.Join(org, ",") + ")"
+}
