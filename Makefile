@@ -18,7 +18,7 @@ LDFLAGS := -s -w \
 UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/... \
 	./pkg/node/netpol/... ./pkg/checkconfig/...
 
-.PHONY: all deps build runtime test unit integration e2e e2e-ha image bench clean conformance-images conformance
+.PHONY: all deps build runtime test unit integration e2e e2e-ha e2e-shared-host image bench clean conformance-images conformance
 
 all: deps build
 
@@ -86,6 +86,12 @@ e2e: image $(MKIMAGE)
 # (E2E_SIMULTANEOUS_RUNS=5 repeats that one).
 e2e-ha: image
 	DISTRO_IMAGE=$(IMAGE) $(GO) test -count=1 -v -timeout 30m -run 'TestHA' ./tests/e2e/...
+
+# A node on the host and a 1-server + 1-agent cluster in Docker side by side
+# with pods churning (E2E_SHARED_HOST_SECONDS, default 300), then
+# distro-killall.sh for the host node (tests/e2e/sharedhost_test.go).
+e2e-shared-host: image
+	DISTRO_BIN=$(CURDIR)/$(BIN) DISTRO_IMAGE=$(IMAGE) $(GO) test -count=1 -v -timeout 30m -run 'TestSharedHost$$' ./tests/e2e/...
 
 # The upstream conformance suite, offline: every image it needs built from
 # source (scripts/conformance/images.sh), hydrophone to run it in the
