@@ -12,7 +12,8 @@
 # the API's unavailability seen by a writer on the agent when the first
 # server is killed. The netpol part: one NetworkPolicy change applied as
 # the controller does it (whole table computed and loaded into a real nft in
-# a throwaway network namespace) with 100 policies and 500 pods.
+# a throwaway network namespace) with 100 policies and 500 pods, and the
+# controller's idle memory (a node with and without --disable-network-policy).
 # BENCH_PARTS=controlplane,node,agent,addons,ha,netpol selects parts.
 set -euo pipefail
 BIN=${1:-bin/distro}
@@ -24,7 +25,7 @@ PARTS=${BENCH_PARTS:-controlplane,node,agent,addons,ha,netpol}
 NO_ADDONS=--disable=coredns,local-storage,metrics-server
 cleanup() {
 	kill $(jobs -p) 2>/dev/null || true
-	for d in "$work/node" "$work/agent" "$work/addons"; do
+	for d in "$work/node" "$work/agent" "$work/addons" "$work"/netpol-*; do
 		[ -d "$d" ] && DISTRO_DATA_DIR="$d" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
 	done
 	rm -rf "$work"
@@ -193,5 +194,20 @@ if [[ $PARTS == *netpol* ]]; then
 	(cd "$ROOT" && go test -count=1 -run '^$' -bench BenchmarkPolicyUpdate -benchtime 20x ./pkg/node/netpol/) > "$work/netpol.log" 2>&1 || {
 		echo "netpol: the benchmark failed:"; tail -20 "$work/netpol.log"; exit 1
 	}
+	# The controller's idle memory: the distro process of a node enforcing
+	# policies against one started with --disable-network-policy.
+	declare -A npRSS
+	for mode in on off; do
+		data="$work/netpol-$mode"
+		flag=""
+		[ "$mode" = off ] && flag=--disable-network-policy
+		AGENT_FLAG="$flag" start_server "$data" "$work/netpol-$mode.log"
+		for _ in $(seq 1 600); do grep -q " Ready in " "$work/netpol-$mode.log" && break; sleep 0.1; done
+		sleep "${IDLE_SECONDS:-30}"
+		npRSS[$mode]=$(awk '/VmRSS/{print int($2/1024)}' "/proc/$SERVER_PID/status")
+		stop_server
+		DISTRO_DATA_DIR="$data" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
+	done
+	echo "netpol: distro process RSS after ${IDLE_SECONDS:-30} s idle: ${npRSS[on]} MB enforcing policies, ${npRSS[off]} MB with --disable-network-policy (the controller: $((npRSS[on] - npRSS[off])) MB)"
 	awk '/^BenchmarkPolicyUpdate/ {printf "netpol: policy change → rules in the kernel: %.0f ms (100 policies, 500 pods: %s rules, %s set elements; target ≤ 1 s)\n", $3/1e6, $5, $7}' "$work/netpol.log"
 fi
