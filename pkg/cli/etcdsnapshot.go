@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -51,9 +52,9 @@ func newEtcdSnapshotCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: prepare(func(ctx context.Context, _ []string) error {
 			paths := datadir.NewServer(cfg.DataDir)
-			cc, err := etcd.ForServer(paths, cfg.NodeName, cfg.EtcdClientPort, cfg.EtcdPeerPort).ClientConfig()
+			cc, err := serverEtcd(cfg)
 			if err != nil {
-				return fmt.Errorf("%s is not the data dir of a distro server: %w", cfg.DataDir, err)
+				return err
 			}
 			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 			defer cancel()
@@ -159,6 +160,17 @@ func withServerConfig(cmd *cobra.Command, visible map[string]bool) (*config.Serv
 		}
 	}
 	return cfg, prepare
+}
+
+// serverEtcd is the client configuration for the server's embedded etcd,
+// with the server's client certificate.
+func serverEtcd(cfg *config.Server) (clientv3.Config, error) {
+	paths := datadir.NewServer(cfg.DataDir)
+	cc, err := etcd.ForServer(paths, cfg.NodeName, cfg.EtcdClientPort, cfg.EtcdPeerPort).ClientConfig()
+	if err != nil {
+		return cc, fmt.Errorf("%s is not the data dir of a distro server: %w", cfg.DataDir, err)
+	}
+	return cc, nil
 }
 
 // adminClient is a client with the server's admin kubeconfig, or nil when

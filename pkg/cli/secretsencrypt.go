@@ -9,7 +9,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"distro/pkg/datadir"
-	"distro/pkg/etcd"
 	"distro/pkg/secretsencrypt"
 )
 
@@ -25,10 +24,9 @@ func newSecretsEncryptCommand() *cobra.Command {
 	}
 	cfg, prepare := withServerConfig(cmd, secretsEncryptFlags)
 	etcdClient := func() (*clientv3.Client, error) {
-		paths := datadir.NewServer(cfg.DataDir)
-		cc, err := etcd.ForServer(paths, cfg.NodeName, cfg.EtcdClientPort, cfg.EtcdPeerPort).ClientConfig()
+		cc, err := serverEtcd(cfg)
 		if err != nil {
-			return nil, fmt.Errorf("%s is not the data dir of a distro server: %w", cfg.DataDir, err)
+			return nil, err
 		}
 		return clientv3.New(cc)
 	}

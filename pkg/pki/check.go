@@ -1,14 +1,15 @@
 package pki
 
 import (
-	"crypto/x509"
-	"encoding/pem"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	certutil "k8s.io/client-go/util/cert"
 )
 
 // CertInfo describes one certificate file.
@@ -60,14 +61,11 @@ func ListCerts(dirs ...string) ([]CertInfo, error) {
 			if err != nil {
 				return err
 			}
-			block, _ := pem.Decode(data)
-			if block == nil || block.Type != "CERTIFICATE" {
-				return &os.PathError{Op: "read", Path: p, Err: errNotCert}
-			}
-			cert, err := x509.ParseCertificate(block.Bytes)
+			certs, err := certutil.ParseCertsPEM(data)
 			if err != nil {
-				return &os.PathError{Op: "parse", Path: p, Err: err}
+				return fmt.Errorf("%s: %w", p, err)
 			}
+			cert := certs[0]
 			out = append(out, CertInfo{File: p, Subject: name(cert.Subject.CommonName, cert.Subject.Organization),
 				Issuer: cert.Issuer.CommonName, NotAfter: cert.NotAfter, IsCA: cert.IsCA})
 			return nil
@@ -79,12 +77,6 @@ func ListCerts(dirs ...string) ([]CertInfo, error) {
 	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
 	return out, nil
 }
-
-type certError string
-
-func (e certError) Error() string { return string(e) }
-
-const errNotCert = certError("not a PEM certificate")
 
 func name(cn string, org []string) string {
 	if len(org) == 0 {

@@ -53,12 +53,12 @@ func Load(path string) (*apiserverv1.EncryptionConfiguration, error) {
 
 // Ensure makes the configuration at path write Secrets with the provider
 // the settings ask for, keeping every key it held so that values written
-// before stay readable. It returns whether the apiserver is to be given
-// the file: false only when encryption is off and was never on.
-func Ensure(path string, s Settings) (bool, error) {
+// before stay readable. With encryption off and never on, it writes
+// nothing.
+func Ensure(path string, s Settings) error {
 	cfg, err := Load(path)
 	if err != nil {
-		return false, err
+		return err
 	}
 	want := Identity
 	if s.Enabled {
@@ -66,14 +66,14 @@ func Ensure(path string, s Settings) (bool, error) {
 	}
 	if cfg == nil {
 		if !s.Enabled {
-			return false, nil
+			return nil
 		}
 		cfg = &apiserverv1.EncryptionConfiguration{Resources: []apiserverv1.ResourceConfiguration{{Resources: []string{"secrets"}}}}
 		cfg.Kind, cfg.APIVersion = "EncryptionConfiguration", "apiserver.config.k8s.io/v1"
 	}
 	providers := cfg.Resources[0].Providers
 	if len(providers) > 0 && Kind(providers[0]) == want {
-		return true, nil
+		return nil
 	}
 	// The wanted provider goes first (it writes); the others stay to read
 	// what they wrote, identity last so plain values stay readable.
@@ -91,7 +91,7 @@ func Ensure(path string, s Settings) (bool, error) {
 	if first == nil {
 		p, err := NewProvider(want)
 		if err != nil {
-			return false, err
+			return err
 		}
 		first = &p
 	}
@@ -102,10 +102,10 @@ func Ensure(path string, s Settings) (bool, error) {
 	}
 	cfg.Resources[0].Providers = out
 	if err := Write(path, cfg); err != nil {
-		return false, err
+		return err
 	}
 	klog.Infof("secrets encryption: Secrets are now written with %s (%s); the keys of earlier providers stay to read older values", want, path)
-	return true, nil
+	return nil
 }
 
 // NewProvider returns a provider of that kind with a new random key.

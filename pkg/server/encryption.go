@@ -23,7 +23,7 @@ func encryptionConfig(cfg *config.Server, paths datadir.Server) string {
 // flags (a key is generated on the first start, or received with the
 // cluster's shared files when joining).
 func ensureEncryption(cfg *config.Server, paths datadir.Server) error {
-	_, err := secretsencrypt.Ensure(paths.EncryptionConfig, secretsencrypt.Settings{Enabled: cfg.SecretsEncryption, Provider: cfg.SecretsEncryptionProvider})
+	err := secretsencrypt.Ensure(paths.EncryptionConfig, secretsencrypt.Settings{Enabled: cfg.SecretsEncryption, Provider: cfg.SecretsEncryptionProvider})
 	if err != nil {
 		return fmt.Errorf("secrets encryption: %w", err)
 	}
