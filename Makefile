@@ -16,9 +16,9 @@ LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
 UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/... \
-	./pkg/node/netpol/... ./pkg/checkconfig/...
+	./pkg/node/netpol/... ./pkg/checkconfig/... ./pkg/certrenew/... ./pkg/node/registries/...
 
-.PHONY: all deps build runtime test unit integration e2e e2e-ha e2e-shared-host image bench clean conformance-images conformance
+.PHONY: all deps build runtime test unit integration e2e e2e-certs e2e-ha e2e-shared-host image bench clean conformance-images conformance
 
 all: deps build
 
@@ -74,12 +74,23 @@ image: build
 	DISTRO_VERSION=$(VERSION) scripts/docker-rootfs.sh build/rootfs
 	docker build -q -t $(IMAGE) .
 
-# 1 server + 2 agents in Docker.
-e2e: image $(MKIMAGE)
-	$(MKIMAGE) --tag distro.test/busybox:1 --out build/e2e-busybox.tar --entrypoint /bin/sh \
+# The test image of the e2e suites: Debian's busybox-static.
+build/e2e-busybox.tar: $(MKIMAGE)
+	$(MKIMAGE) --tag distro.test/busybox:1 --out $@ --entrypoint /bin/sh \
 		--file /bin/busybox:/bin/busybox:0755 --dir /www:0755 --dir /tmp:1777 \
 		$(foreach a,sh httpd sleep nc echo cat hostname nslookup,--symlink /bin/$(a):busybox)
-	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 20m -run 'TestCluster$$' ./tests/e2e/...
+
+# 1 server + 2 agents in Docker (tests/e2e/e2e_test.go), and the embedded
+# registry mirror (tests/e2e/mirror_test.go).
+e2e: image build/e2e-busybox.tar
+	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 25m -run 'TestCluster$$|TestEmbeddedRegistry$$' ./tests/e2e/...
+
+# A server and an agent with short test certificate lifetimes, renewed live
+# for E2E_CERT_RENEWAL_MINUTES (tests/e2e/certrenew_test.go).
+E2E_CERT_RENEWAL_MINUTES ?= 30
+e2e-certs: image $(MKIMAGE) build/e2e-busybox.tar
+	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar E2E_CERT_RENEWAL_MINUTES=$(E2E_CERT_RENEWAL_MINUTES) \
+		$(GO) test -count=1 -v -timeout $$(( $(E2E_CERT_RENEWAL_MINUTES) + 15 ))m -run 'TestCertRenewal$$' ./tests/e2e/...
 
 # 3 servers on embedded etcd + 1 agent in Docker (tests/e2e/ha_test.go): join,
 # failover under a writer, membership, simultaneous start
@@ -111,7 +122,7 @@ conformance: image conformance-images
 	QUICK=$(QUICK) scripts/conformance/run.sh
 
 bench: build $(MKIMAGE)
-	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image; fi
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image build/e2e-busybox.tar; fi
 	scripts/bench.sh $(CURDIR)/$(BIN)
 
 clean:

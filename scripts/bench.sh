@@ -16,14 +16,16 @@
 # controller's idle memory (a node with and without --disable-network-policy).
 # The encryption part: 1,000 Secret creates on a server with Secrets
 # encrypted (the default) and with --secrets-encryption=false.
-# BENCH_PARTS=controlplane,node,agent,addons,ha,netpol,encryption selects parts.
+# The mirror part: seconds for an agent to pull a ~70 MB image from another
+# agent's embedded registry mirror (Docker).
+# BENCH_PARTS=controlplane,node,agent,addons,ha,mirror,netpol,encryption selects parts.
 set -euo pipefail
 BIN=${1:-bin/distro}
 RUNS=${RUNS:-3}
 work=$(mktemp -d /tmp/distro-bench.XXXXXX)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 MKIMAGE=${MKIMAGE:-$ROOT/build/mkimage}
-PARTS=${BENCH_PARTS:-controlplane,node,agent,addons,ha,netpol,encryption}
+PARTS=${BENCH_PARTS:-controlplane,node,agent,addons,ha,mirror,netpol,encryption}
 NO_ADDONS=--disable=coredns,local-storage,metrics-server
 cleanup() {
 	kill $(jobs -p) 2>/dev/null || true
@@ -59,6 +61,22 @@ start_server() {
 }
 
 stop_server() { kill -TERM "$SERVER_PID"; wait "$SERVER_PID" || true; }
+
+# idle_rss_on_off NAME FLAG: the distro process RSS (MB) of a server with its
+# node after IDLE_SECONDS idle, started as is (RSS_ON) and with FLAG
+# (RSS_OFF): what the part FLAG turns off costs.
+idle_rss_on_off() {
+	local name=$1 off=$2 mode data
+	for mode in on off; do
+		data="$work/$name-$mode"
+		if [ "$mode" = on ]; then AGENT_FLAG="" start_server "$data" "$work/$name-$mode.log"; else AGENT_FLAG="$off" start_server "$data" "$work/$name-$mode.log"; fi
+		for _ in $(seq 1 600); do grep -q " Ready in " "$work/$name-$mode.log" && break; sleep 0.1; done
+		sleep "${IDLE_SECONDS:-30}"
+		if [ "$mode" = on ]; then RSS_ON=$(awk '/VmRSS/{print int($2/1024)}' "/proc/$SERVER_PID/status"); else RSS_OFF=$(awk '/VmRSS/{print int($2/1024)}' "/proc/$SERVER_PID/status"); fi
+		stop_server
+		DISTRO_DATA_DIR="$data" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
+	done
+}
 
 rss_mb() { # RSS of a process and its children, MB
 	local total=0
@@ -192,25 +210,32 @@ if [[ $PARTS == *ha* ]]; then
 	fi
 fi
 
+if [[ $PARTS == *mirror* ]]; then
+	if ! docker image inspect "${DISTRO_IMAGE:-distro:dev}" >/dev/null 2>&1; then
+		echo "mirror: skipped (no Docker, or no node image: make image)"
+	else
+		# A ~70 MB image (random data: nothing compresses) imported on one
+		# agent, pulled by the other through the embedded mirror.
+		head -c 70M /dev/urandom > "$work/big.bin"
+		"$ROOT/build/mkimage" --tag distro.test/big:1 --out "$work/big.tar" --file "$work/big.bin:/big.bin:0644" >/dev/null
+		(cd "$ROOT" && DISTRO_IMAGE=${DISTRO_IMAGE:-distro:dev} E2E_TEST_IMAGE_TAR=$ROOT/build/e2e-busybox.tar E2E_BIG_IMAGE_TAR=$work/big.tar \
+			go test -count=1 -v -timeout 15m -run 'TestEmbeddedRegistry$' ./tests/e2e/) > "$work/mirror.log" 2>&1 || {
+			echo "mirror: the embedded registry e2e failed:"; tail -30 "$work/mirror.log"; exit 1
+		}
+		grep -o 'mirror: pulled .*' "$work/mirror.log" | sed 's/$/  (target ≤ 3 s)/'
+	fi
+	idle_rss_on_off mirror --disable-embedded-registry
+	echo "mirror: distro process RSS after ${IDLE_SECONDS:-30} s idle: $RSS_ON MB serving, $RSS_OFF MB with --disable-embedded-registry (the mirror: $((RSS_ON - RSS_OFF)) MB; target ≤ 10 MB)"
+fi
+
 if [[ $PARTS == *netpol* ]]; then
 	(cd "$ROOT" && go test -count=1 -run '^$' -bench BenchmarkPolicyUpdate -benchtime 20x ./pkg/node/netpol/) > "$work/netpol.log" 2>&1 || {
 		echo "netpol: the benchmark failed:"; tail -20 "$work/netpol.log"; exit 1
 	}
 	# The controller's idle memory: the distro process of a node enforcing
 	# policies against one started with --disable-network-policy.
-	declare -A npRSS
-	for mode in on off; do
-		data="$work/netpol-$mode"
-		flag=""
-		[ "$mode" = off ] && flag=--disable-network-policy
-		AGENT_FLAG="$flag" start_server "$data" "$work/netpol-$mode.log"
-		for _ in $(seq 1 600); do grep -q " Ready in " "$work/netpol-$mode.log" && break; sleep 0.1; done
-		sleep "${IDLE_SECONDS:-30}"
-		npRSS[$mode]=$(awk '/VmRSS/{print int($2/1024)}' "/proc/$SERVER_PID/status")
-		stop_server
-		DISTRO_DATA_DIR="$data" sh "$ROOT/package/distro-killall.sh" >/dev/null 2>&1
-	done
-	echo "netpol: distro process RSS after ${IDLE_SECONDS:-30} s idle: ${npRSS[on]} MB enforcing policies, ${npRSS[off]} MB with --disable-network-policy (the controller: $((npRSS[on] - npRSS[off])) MB)"
+	idle_rss_on_off netpol --disable-network-policy
+	echo "netpol: distro process RSS after ${IDLE_SECONDS:-30} s idle: $RSS_ON MB enforcing policies, $RSS_OFF MB with --disable-network-policy (the controller: $((RSS_ON - RSS_OFF)) MB)"
 	awk '/^BenchmarkPolicyUpdate/ {printf "netpol: policy change → rules in the kernel: %.0f ms (100 policies, 500 pods: %s rules, %s set elements; target ≤ 1 s)\n", $3/1e6, $5, $7}' "$work/netpol.log"
 fi
 

@@ -11,12 +11,15 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"distro/pkg/certrenew"
 	"distro/pkg/checkconfig"
 	"distro/pkg/component"
 	"distro/pkg/config"
@@ -95,7 +98,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 		return err
 	}
 	comps = append([]component.Component{lb}, comps...)
-	comps = append(comps, node.ReadyLogger(client, cfg.NodeName, start, nil))
+	comps = append(comps, node.ReadyLogger(client, cfg.NodeName, start, nil), renewer(jc, paths, lb.URL(), client, cfg.NodeName))
 	return component.Starter{}.Run(ctx, comps, nil)
 }
 
@@ -115,30 +118,56 @@ func nodePassword(path string) (string, error) {
 	return p, fsutil.WriteFileAtomic(path, []byte(p+"\n"), 0o600)
 }
 
-// writeCreds writes what the join returned as the node's files.
+// writeCreds writes what the join returned as the node's files: each
+// certificate and key, the CAs, and kubeconfigs naming them.
 func writeCreds(paths datadir.Agent, server string, nc *join.NodeConfig) (node.Credentials, error) {
 	c := node.CredentialsIn(paths.Cred)
-	ca := []byte(nc.ServerCA)
-	for path, pair := range map[string][2]string{
-		c.KubeletKubeconfig:   {nc.KubeletCert, nc.KubeletKey},
-		c.KubeProxyKubeconfig: {nc.KubeProxyCert, nc.KubeProxyKey},
-		c.FlannelKubeconfig:   {nc.FlannelCert, nc.FlannelKey},
-	} {
-		if err := pki.WriteKubeconfig(path, 0o600, server, ca, []byte(pair[0]), []byte(pair[1])); err != nil {
+	for name, pair := range nc.Leaves() {
+		if err := pki.WriteLeaf(c.Dir, name, pair[0], pair[1]); err != nil {
 			return c, err
 		}
 	}
-	for path, data := range map[string]struct {
-		s    string
-		mode os.FileMode
-	}{
-		c.ClientCA:    {nc.ClientCA, 0o644},
-		c.ServingCert: {nc.KubeletServingCert, 0o644},
-		c.ServingKey:  {nc.KubeletServingKey, 0o600},
-	} {
-		if err := fsutil.WriteFileAtomic(path, []byte(data.s), data.mode); err != nil {
+	for path, pem := range map[string]string{c.ClientCA: nc.ClientCA, c.ServerCA: nc.ServerCA} {
+		if err := fsutil.WriteFileAtomic(path, []byte(pem), 0o644); err != nil {
 			return c, err
 		}
 	}
-	return c, nil
+	return c, c.WriteKubeconfigs(server)
+}
+
+// renewer renews the node's certificates through the join API, with the
+// token it joined with: every certificate is reissued at once.
+func renewer(jc *join.Client, paths datadir.Agent, server string, client kubernetes.Interface, nodeName string) *certrenew.Renewer {
+	return &certrenew.Renewer{
+		Dirs: []string{paths.Cred}, Dir: paths.Cred, Client: client, NodeName: nodeName,
+		Renew: func(ctx context.Context, force func(string) bool) ([]string, error) {
+			certs, err := pki.ListCerts(paths.Cred)
+			if err != nil {
+				return nil, err
+			}
+			due := false
+			for _, c := range certs {
+				name := strings.TrimSuffix(filepath.Base(c.File), ".crt")
+				due = due || (!c.IsCA && (time.Until(c.NotAfter) < pki.RenewBefore || (force != nil && force(name))))
+			}
+			if !due {
+				return nil, nil
+			}
+			ctx, cancel := context.WithTimeout(ctx, time.Minute)
+			defer cancel()
+			nc, err := jc.Join(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("renew through the join API: %w", err)
+			}
+			if _, err := writeCreds(paths, server, nc); err != nil {
+				return nil, err
+			}
+			var renewed []string
+			for name := range nc.Leaves() {
+				renewed = append(renewed, name)
+			}
+			sort.Strings(renewed)
+			return renewed, nil
+		},
+	}
 }

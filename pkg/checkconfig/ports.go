@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"distro/pkg/config"
+	"distro/pkg/node/mirror"
 )
 
 // Port is a TCP port a component listens on.
@@ -65,12 +66,16 @@ func nodePorts(n config.Node) []Port {
 			healthz = p
 		}
 	}
-	return []Port{
+	ports := []Port{
 		{"kubelet", "0.0.0.0", kubelet, Missing, false},
 		{"kubelet healthz", "127.0.0.1", healthz, Warn, false},
 		{"kube-proxy healthz", "127.0.0.1", 10256, Warn, false},
 		{"kube-proxy metrics", "127.0.0.1", 10249, Warn, false},
 	}
+	if !n.DisableEmbeddedRegistry {
+		ports = append(ports, Port{"embedded registry mirror (--disable-embedded-registry)", "0.0.0.0", mirror.DefaultPort, Missing, false})
+	}
+	return ports
 }
 
 // Validate checks what the options carry from flags: port numbers and the

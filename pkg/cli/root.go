@@ -11,10 +11,13 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/transport"
 	logsapi "k8s.io/component-base/logs/api/v1"
+	"k8s.io/klog/v2"
 
 	"distro/pkg/config"
 	"distro/pkg/node/containerd"
+	"distro/pkg/pki"
 	"distro/pkg/version"
 )
 
@@ -75,11 +78,22 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 // processSetup sets what every component in the process shares, once.
-func processSetup() {
+func processSetup() error {
 	// Several upstream components apply the same logging configuration.
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	// In-process clients should not log the apiserver's warnings to them.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
+	// Test-only short certificate lifetimes: client-go then reloads
+	// renewed client certificates as often as they are checked.
+	short, err := pki.SetLifetimesFromEnv()
+	if err != nil {
+		return err
+	}
+	if short {
+		klog.Warningf("test certificate lifetimes: leaves valid %s, renewed %s before expiry", pki.LeafValidity, pki.RenewBefore)
+		transport.CertCallbackRefreshDuration = pki.CheckInterval()
+	}
+	return nil
 }
 
 // runWith is the RunE of server and agent: the config file under the flags
@@ -93,7 +107,9 @@ func runWith(configFile *string, validate func() error, run func(ctx context.Con
 		if err := validate(); err != nil {
 			return err
 		}
-		processSetup()
+		if err := processSetup(); err != nil {
+			return err
+		}
 		ctx, cancel := signalContext()
 		defer cancel()
 		return run(ctx)

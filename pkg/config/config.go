@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"distro/pkg/datadir"
+	"distro/pkg/node/registries"
 )
 
 // DefaultConfigFile is read when --config is not given and the file exists.
@@ -381,6 +382,11 @@ type Node struct {
 	// DisableNetworkPolicy turns NetworkPolicy enforcement off (and
 	// removes the rules an earlier run left).
 	DisableNetworkPolicy bool
+	// RegistriesConfig is registries.yaml: mirrors and credentials for
+	// containerd (a missing file at the default path means none).
+	RegistriesConfig string
+	// DisableEmbeddedRegistry turns the peer-to-peer registry mirror off.
+	DisableEmbeddedRegistry bool
 }
 
 // AddNodeFlags binds the node flags to n.
@@ -392,6 +398,8 @@ func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringArrayVar(&n.KubeProxyArgs, "kube-proxy-arg", nil, "extra kube-proxy flag as key=value (repeatable)")
 	fs.StringVar(&n.ProxyMode, "kube-proxy-mode", "iptables", "kube-proxy mode: iptables or nftables")
 	fs.BoolVar(&n.DisableNetworkPolicy, "disable-network-policy", false, "do not enforce NetworkPolicies on this node, and remove the rules an earlier run left")
+	fs.BoolVar(&n.DisableEmbeddedRegistry, "disable-embedded-registry", false, "do not serve this node's images to the other nodes, nor pull from them (embedded registry mirror, port 6543)")
+	fs.StringVar(&n.RegistriesConfig, "registries-config", registries.DefaultPath, "registry mirrors and credentials (k3s registries.yaml format); re-read while running")
 	fs.StringVar(&n.ResolvConf, "resolv-conf", "", "resolver file pods with dnsPolicy Default (CoreDNS among them) inherit (default: /etc/resolv.conf unless it names a loopback nameserver)")
 }
 
@@ -416,6 +424,12 @@ func (n *Node) Validate() error {
 			return fmt.Errorf("--resolv-conf %q: %v", n.ResolvConf, err)
 		}
 		n.ResolvConf = abs
+	}
+	if n.RegistriesConfig == "" {
+		n.RegistriesConfig = registries.DefaultPath
+	}
+	if _, err := registries.Load(n.RegistriesConfig, n.RegistriesConfig != registries.DefaultPath); err != nil {
+		return fmt.Errorf("--registries-config: %w", err)
 	}
 	if n.ProxyMode != "iptables" && n.ProxyMode != "nftables" {
 		return fmt.Errorf("--kube-proxy-mode %q: must be iptables or nftables", n.ProxyMode)

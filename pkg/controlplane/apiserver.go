@@ -180,11 +180,12 @@ func (a *APIServer) waitReady(ctx context.Context, ready func()) {
 }
 
 // LoopbackConfig returns a rest.Config that reaches the apiserver from this
-// host with the given client credentials.
-func LoopbackConfig(bind string, port int, caPEM, certPEM, keyPEM []byte) *rest.Config {
+// host with the client certificate and key in these files (reloaded by
+// client-go when they are renewed).
+func LoopbackConfig(bind string, port int, caPEM []byte, certFile, keyFile string) *rest.Config {
 	return &rest.Config{
 		Host:            LocalURL(bind, port),
-		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM, CertData: certPEM, KeyData: keyPEM},
+		TLSClientConfig: rest.TLSClientConfig{CAData: caPEM, CertFile: certFile, KeyFile: keyFile},
 		QPS:             50,
 		Burst:           100,
 	}

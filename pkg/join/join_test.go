@@ -26,7 +26,7 @@ import (
 // cluster's server CA, as the real server does on :6443.
 func startJoinServer(t *testing.T, s *Server) string {
 	t.Helper()
-	_, serving := pki.NodeLeaves(s.Certs.ServerCA, s.Certs.ClientCA, "localhost", nil)
+	serving := pki.NodeLeaves(s.Certs.ServerCA, s.Certs.ClientCA, "localhost", nil)[1]
 	certPEM, keyPEM, err := serving.Issue()
 	if err != nil {
 		t.Fatal(err)

@@ -183,29 +183,35 @@ func (s *Server) node(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) issue(name string, ips []net.IP) (*NodeConfig, error) {
 	c := s.Certs
-	client, serving := pki.NodeLeaves(c.ServerCA, c.ClientCA, name, ips)
 	nc := &NodeConfig{
 		ServerCA: string(c.ServerCA.PEM), ClientCA: string(c.ClientCA.PEM),
 		ClusterCIDR: s.ClusterCIDR, ServiceCIDR: s.ServiceCIDR, ClusterDNS: s.ClusterDNS, ClusterDomain: s.ClusterDomain,
 		FlannelBackend: "vxlan",
 	}
-	for _, x := range []struct {
-		leaf      pki.Leaf
-		cert, key *string
-	}{
-		{client, &nc.KubeletCert, &nc.KubeletKey},
-		{serving, &nc.KubeletServingCert, &nc.KubeletServingKey},
-	} {
-		cert, key, err := x.leaf.Issue()
+	out := map[string][2]*string{
+		pki.KubeletClient:  {&nc.KubeletCert, &nc.KubeletKey},
+		pki.KubeletServing: {&nc.KubeletServingCert, &nc.KubeletServingKey},
+		pki.KubeProxy:      {&nc.KubeProxyCert, &nc.KubeProxyKey},
+		pki.Flannel:        {&nc.FlannelCert, &nc.FlannelKey},
+	}
+	for _, leaf := range pki.NodeLeaves(c.ServerCA, c.ClientCA, name, ips) {
+		cert, key, err := leaf.Issue()
 		if err != nil {
 			return nil, err
 		}
-		*x.cert, *x.key = string(cert), string(key)
+		*out[leaf.Name][0], *out[leaf.Name][1] = string(cert), string(key)
 	}
-	kp, fl := c.Clients["kube-proxy"], c.Clients["flannel"]
-	nc.KubeProxyCert, nc.KubeProxyKey = string(kp[0]), string(kp[1])
-	nc.FlannelCert, nc.FlannelKey = string(fl[0]), string(fl[1])
 	return nc, nil
+}
+
+// Leaves returns a NodeConfig's certificates by leaf name (cert, key PEM).
+func (nc *NodeConfig) Leaves() map[string][2][]byte {
+	return map[string][2][]byte{
+		pki.KubeletClient:  {[]byte(nc.KubeletCert), []byte(nc.KubeletKey)},
+		pki.KubeletServing: {[]byte(nc.KubeletServingCert), []byte(nc.KubeletServingKey)},
+		pki.KubeProxy:      {[]byte(nc.KubeProxyCert), []byte(nc.KubeProxyKey)},
+		pki.Flannel:        {[]byte(nc.FlannelCert), []byte(nc.FlannelKey)},
+	}
 }
 
 // PasswordSecretName is the kube-system Secret holding a node's password

@@ -5,18 +5,23 @@
 package node
 
 import (
+	"context"
 	"path/filepath"
 
 	"distro/pkg/bundle"
 	"distro/pkg/component"
 	"distro/pkg/config"
 	"distro/pkg/datadir"
+	"distro/pkg/kubeclient"
 	"distro/pkg/node/cni"
 	"distro/pkg/node/containerd"
 	"distro/pkg/node/images"
 	"distro/pkg/node/kubelet"
+	"distro/pkg/node/mirror"
 	"distro/pkg/node/netpol"
 	"distro/pkg/node/proxy"
+	"distro/pkg/node/registries"
+	"distro/pkg/pki"
 )
 
 // Config is what a node needs: its flags, where it lives, the cluster's
@@ -35,6 +40,8 @@ type Config struct {
 // Credentials are the node's files, written by the server's PKI or fetched
 // from the join API.
 type Credentials struct {
+	Dir                 string // the folder holding them all
+	ServerCA            string // the CA of the apiserver's serving certificate
 	KubeletKubeconfig   string
 	KubeProxyKubeconfig string
 	FlannelKubeconfig   string
@@ -47,6 +54,8 @@ type Credentials struct {
 // server's PKI and the agent's join write the same files).
 func CredentialsIn(dir string) Credentials {
 	return Credentials{
+		Dir:                 dir,
+		ServerCA:            filepath.Join(dir, "server-ca.crt"),
 		KubeletKubeconfig:   filepath.Join(dir, "kubelet.kubeconfig"),
 		KubeProxyKubeconfig: filepath.Join(dir, "kube-proxy.kubeconfig"),
 		FlannelKubeconfig:   filepath.Join(dir, "flannel.kubeconfig"),
@@ -54,6 +63,21 @@ func CredentialsIn(dir string) Credentials {
 		ServingCert:         filepath.Join(dir, "kubelet-serving.crt"),
 		ServingKey:          filepath.Join(dir, "kubelet-serving.key"),
 	}
+}
+
+// WriteKubeconfigs writes the kubelet's, kube-proxy's and flannel's
+// kubeconfigs for the apiserver at server, naming the certificate files in
+// the folder: a renewed certificate is picked up without a restart.
+func (c Credentials) WriteKubeconfigs(server string) error {
+	for path, leaf := range map[string]string{
+		c.KubeletKubeconfig: pki.KubeletClient, c.KubeProxyKubeconfig: pki.KubeProxy, c.FlannelKubeconfig: pki.Flannel,
+	} {
+		cert, key := filepath.Join(c.Dir, leaf+".crt"), filepath.Join(c.Dir, leaf+".key")
+		if err := pki.WriteKubeconfigFiles(path, server, c.ServerCA, cert, key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Components starts extracting the runtime bundle and returns the node's
@@ -74,8 +98,14 @@ func Components(cfg Config) ([]component.Component, error) {
 	if !cfg.DisableNetworkPolicy {
 		policy = &netpol.Controller{NodeName: cfg.NodeName, Kubeconfig: cfg.Creds.FlannelKubeconfig}
 	}
+	embedded, peers, err := embeddedRegistry(cfg, paths)
+	if err != nil {
+		return nil, err
+	}
 	return []component.Component{
-		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady},
+		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady,
+			Registries: cfg.RegistriesConfig, RegistriesRequired: cfg.RegistriesConfig != registries.DefaultPath, Peers: peers},
+		embedded,
 		importer,
 		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Before: importer.Done()},
 		&kubelet.Kubelet{
@@ -91,4 +121,36 @@ func Components(cfg Config) ([]component.Component, error) {
 		},
 		policy,
 	}, nil
+}
+
+// embeddedRegistry is the node's registry mirror and the peers its
+// containerd tries first (a no-op component and nil when disabled).
+func embeddedRegistry(cfg Config, paths datadir.Agent) (component.Component, func() *registries.Peers, error) {
+	if cfg.DisableEmbeddedRegistry {
+		return component.Func{N: "registry mirror (disabled)", F: func(ctx context.Context, ready func()) error {
+			ready()
+			<-ctx.Done()
+			return nil
+		}}, nil, nil
+	}
+	// The pod network's identity reads every Node (a kubelet's reads only
+	// its own).
+	client, err := kubeclient.FromKubeconfig(cfg.Creds.FlannelKubeconfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	m := &mirror.Mirror{
+		NodeName: cfg.NodeName, Port: mirror.DefaultPort, Socket: paths.Socket, Client: client,
+		ServingCert: cfg.Creds.ServingCert, ServingKey: cfg.Creds.ServingKey, ClientCA: cfg.Creds.ClientCA,
+	}
+	peers := func() *registries.Peers {
+		others := m.Peers()
+		return &registries.Peers{
+			Endpoints: append([]string{mirror.Endpoint("127.0.0.1", mirror.DefaultPort)}, others...),
+			CA:        cfg.Creds.ServerCA,
+			Cert:      filepath.Join(cfg.Creds.Dir, pki.KubeletClient+".crt"),
+			Key:       filepath.Join(cfg.Creds.Dir, pki.KubeletClient+".key"),
+		}
+	}
+	return m, peers, nil
 }

@@ -1,8 +1,11 @@
 package pki
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,6 +22,7 @@ type CertInfo struct {
 	Issuer   string
 	NotAfter time.Time
 	IsCA     bool
+	Serial   string // hexadecimal
 }
 
 // DaysLeft is the whole days until the certificate expires (negative once
@@ -27,16 +31,16 @@ func (c CertInfo) DaysLeft(now time.Time) int {
 	return int(c.NotAfter.Sub(now).Hours() / 24)
 }
 
-// Status says what happens to the certificate: "ok", "renewed at next
-// start" (a leaf within RenewBefore of expiry), "CA: expires in N days",
-// or "EXPIRED".
+// Status says what happens to the certificate: "ok", "renewal due" (a
+// leaf within RenewBefore of expiry: the running node renews it within
+// CheckInterval), or "EXPIRED".
 func (c CertInfo) Status(now time.Time) string {
 	left := c.NotAfter.Sub(now)
 	switch {
 	case left <= 0:
 		return "EXPIRED"
 	case !c.IsCA && left < RenewBefore:
-		return "renewed at next start"
+		return "renewal due"
 	}
 	return "ok"
 }
@@ -67,7 +71,7 @@ func ListCerts(dirs ...string) ([]CertInfo, error) {
 			}
 			cert := certs[0]
 			out = append(out, CertInfo{File: p, Subject: name(cert.Subject.CommonName, cert.Subject.Organization),
-				Issuer: cert.Issuer.CommonName, NotAfter: cert.NotAfter, IsCA: cert.IsCA})
+				Issuer: cert.Issuer.CommonName, NotAfter: cert.NotAfter, IsCA: cert.IsCA, Serial: cert.SerialNumber.Text(16)})
 			return nil
 		})
 		if err != nil {
@@ -83,4 +87,30 @@ func name(cn string, org []string) string {
 		return cn
 	}
 	return cn + " (" + strings.Join(org, ",") + ")"
+}
+
+// ServedSerial connects to a TLS endpoint and returns the serial
+// (hexadecimal) of the certificate it presents, without verifying it or
+// offering a client certificate: it tells which certificate a running
+// component actually serves.
+func ServedSerial(addr string) (string, error) {
+	var serial string
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) > 0 {
+				if c, err := x509.ParseCertificate(raw[0]); err == nil {
+					serial = c.SerialNumber.Text(16)
+				}
+			}
+			return nil
+		},
+	})
+	if conn != nil {
+		conn.Close()
+	}
+	if serial == "" {
+		return "", fmt.Errorf("%s: no certificate served: %v", addr, err)
+	}
+	return serial, nil
 }

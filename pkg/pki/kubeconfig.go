@@ -34,6 +34,22 @@ func WriteKubeconfig(path string, mode os.FileMode, server string, caPEM, certPE
 	return os.Chmod(path, mode)
 }
 
+// WriteKubeconfigFiles writes a kubeconfig that names the CA, certificate
+// and key files instead of embedding them: client-go reloads a renewed
+// certificate from the files without a restart.
+func WriteKubeconfigFiles(path, server, caFile, certFile, keyFile string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["default"] = &clientcmdapi.Cluster{Server: server, CertificateAuthority: caFile}
+	cfg.AuthInfos["default"] = &clientcmdapi.AuthInfo{ClientCertificate: certFile, ClientKey: keyFile}
+	cfg.Contexts["default"] = &clientcmdapi.Context{Cluster: "default", AuthInfo: "default"}
+	cfg.CurrentContext = "default"
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(path, data, 0o600)
+}
+
 // CAHash is the hash agents pin in a K10 token: the SHA-256 of the CA bundle.
 func CAHash(bundle []byte) string {
 	sum := sha256.Sum256(bundle)

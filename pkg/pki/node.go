@@ -4,31 +4,31 @@ import (
 	"net"
 )
 
-// NodeCerts are a node's kubelet credentials, in PEM.
-type NodeCerts struct {
-	ClientCert, ClientKey   []byte // CN system:node:<name>, O system:nodes
-	ServingCert, ServingKey []byte // kubelet's HTTPS endpoint
+// Node leaf names, the same on servers and agents: <cred dir>/<name>.crt
+// and .key.
+const (
+	KubeletClient  = "kubelet-client"
+	KubeletServing = "kubelet-serving"
+	KubeProxy      = "kube-proxy"
+	Flannel        = "flannel"
+)
+
+// NodeLeaves are a node's certificates: the kubelet's client and serving
+// certificates, and kube-proxy's and flannel's client certificates (the
+// same identity on every node, a key of its own on each).
+func NodeLeaves(serverCA, clientCA *CA, name string, ips []net.IP) []Leaf {
+	return []Leaf{
+		{Name: KubeletClient, CA: clientCA, CN: "system:node:" + name, Orgs: []string{"system:nodes"}, Client: true},
+		{Name: KubeletServing, CA: serverCA, CN: name, Server: true,
+			DNSNames: dedupStrings([]string{name, "localhost"}), IPs: dedupIPs(append([]net.IP{net.ParseIP("127.0.0.1")}, ips...))},
+		{Name: KubeProxy, CA: clientCA, CN: "system:kube-proxy", Client: true},
+		{Name: Flannel, CA: clientCA, CN: FlannelUser, Client: true},
+	}
 }
 
-// NodeLeaves are the kubelet's client and serving certificates of a node.
-func NodeLeaves(serverCA, clientCA *CA, name string, ips []net.IP) (client, serving Leaf) {
-	client = Leaf{Name: "kubelet-client", CA: clientCA, CN: "system:node:" + name, Orgs: []string{"system:nodes"}, Client: true}
-	serving = Leaf{Name: "kubelet-serving", CA: serverCA, CN: name, Server: true,
-		DNSNames: dedupStrings([]string{name, "localhost"}), IPs: dedupIPs(append([]net.IP{net.ParseIP("127.0.0.1")}, ips...))}
-	return client, serving
-}
-
-// EnsureNode issues (or keeps) a node's kubelet client and serving
-// certificates under dir.
-func EnsureNode(dir string, serverCA, clientCA *CA, name string, ips []net.IP) (*NodeCerts, error) {
-	var nc NodeCerts
-	var err error
-	client, serving := NodeLeaves(serverCA, clientCA, name, ips)
-	if nc.ClientCert, nc.ClientKey, err = client.Ensure(dir); err != nil {
-		return nil, err
-	}
-	if nc.ServingCert, nc.ServingKey, err = serving.Ensure(dir); err != nil {
-		return nil, err
-	}
-	return &nc, nil
+// EnsureNode issues (or keeps) a server's own node certificates under dir,
+// reissuing those that are stale or that force selects; it returns the
+// names it reissued.
+func EnsureNode(dir string, serverCA, clientCA *CA, name string, ips []net.IP, force func(string) bool) ([]string, error) {
+	return renewAll(dir, NodeLeaves(serverCA, clientCA, name, ips), force)
 }

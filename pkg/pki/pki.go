@@ -31,12 +31,51 @@ import (
 	"distro/pkg/fsutil"
 )
 
-const (
+// Leaf lifetimes. Tests shorten them through SetLifetimes; nothing else
+// changes them.
+var (
 	// LeafValidity is how long a leaf certificate is valid.
 	LeafValidity = 365 * 24 * time.Hour
-	// RenewBefore is how close to expiry a leaf is reissued.
-	RenewBefore = 90 * 24 * time.Hour
+	// RenewBefore is how close to expiry a running node reissues a leaf.
+	RenewBefore = 120 * 24 * time.Hour
+	// WarnBefore is how close to expiry a leaf that could not be renewed
+	// raises a Warning Event and an hourly log line.
+	WarnBefore = 30 * 24 * time.Hour
 )
+
+// Environment variables that shorten leaf lifetimes, for tests of live
+// renewal only: a cluster with 10-minute certificates renews them every
+// few minutes.
+const (
+	EnvTestLifetime    = "DISTRO_TEST_CERT_LIFETIME"
+	EnvTestRenewBefore = "DISTRO_TEST_CERT_RENEW_BEFORE"
+)
+
+// SetLifetimesFromEnv applies EnvTestLifetime and EnvTestRenewBefore when
+// set (Go durations, e.g. 10m and 5m); the warning window becomes a quarter
+// of the renewal window. It says whether they were set.
+func SetLifetimesFromEnv() (bool, error) {
+	life, renew := os.Getenv(EnvTestLifetime), os.Getenv(EnvTestRenewBefore)
+	if life == "" && renew == "" {
+		return false, nil
+	}
+	l, err := time.ParseDuration(life)
+	if err != nil || l < time.Minute {
+		return false, fmt.Errorf("%s=%q: want a duration of at least 1m, like 10m", EnvTestLifetime, life)
+	}
+	r, err := time.ParseDuration(renew)
+	if err != nil || r <= 0 || r >= l {
+		return false, fmt.Errorf("%s=%q: want a duration shorter than %s, like 5m", EnvTestRenewBefore, renew, EnvTestLifetime)
+	}
+	LeafValidity, RenewBefore, WarnBefore = l, r, r/4
+	return true, nil
+}
+
+// CheckInterval is how often a running node looks at its certificates:
+// hourly, or a tenth of the renewal window when that is shorter.
+func CheckInterval() time.Duration {
+	return min(time.Hour, RenewBefore/10)
+}
 
 // CA is a loaded certificate authority.
 type CA struct {
@@ -108,6 +147,20 @@ func EnsureCA(dir, name, cn string) (*CA, error) {
 // signed by another CA, expiring within RenewBefore, or its names changed.
 // It returns the certificate PEM and key PEM.
 func (l Leaf) Ensure(dir string) (certPEM, keyPEM []byte, err error) {
+	certPEM, keyPEM, _, err = l.ensure(dir, false)
+	return certPEM, keyPEM, err
+}
+
+// Renew is Ensure for a running node: it reissues the leaf when it is
+// stale, or always when force is set, and says whether it did. The key is
+// written before the certificate, each atomically, so a reader never sees
+// half a file.
+func (l Leaf) Renew(dir string, force bool) (bool, error) {
+	_, _, renewed, err := l.ensure(dir, force)
+	return renewed, err
+}
+
+func (l Leaf) ensure(dir string, force bool) (certPEM, keyPEM []byte, renewed bool, err error) {
 	certPath, keyPath := filepath.Join(dir, l.Name+".crt"), filepath.Join(dir, l.Name+".key")
 	reason := ""
 	cert, key, _, err := loadPair(certPath, keyPath)
@@ -116,6 +169,8 @@ func (l Leaf) Ensure(dir string) (certPEM, keyPEM []byte, err error) {
 		reason = "new"
 	case err != nil:
 		reason = err.Error()
+	case force:
+		reason = "renewal asked for"
 	default:
 		reason = l.staleReason(cert)
 	}
@@ -125,17 +180,26 @@ func (l Leaf) Ensure(dir string) (certPEM, keyPEM []byte, err error) {
 		}
 		cert, key, err = l.issue(LeafValidity)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 		if err := writePair(certPath, keyPath, cert, key); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
 	keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return encodeCert(cert), keyPEM, nil
+	return encodeCert(cert), keyPEM, reason != "", nil
+}
+
+// WriteLeaf writes a certificate and key received from elsewhere (the join
+// API) as <dir>/<name>.crt and .key, the key first, each atomically.
+func WriteLeaf(dir, name string, certPEM, keyPEM []byte) error {
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, name+".key"), keyPEM, 0o600); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, name+".crt"), certPEM, 0o644)
 }
 
 // Issue signs a new certificate for l in memory and returns the

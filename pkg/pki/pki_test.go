@@ -45,8 +45,6 @@ var leafCA = map[string]string{
 	"client-admin":                    "client-ca",
 	"client-controller":               "client-ca",
 	"client-scheduler":                "client-ca",
-	"client-kube-proxy":               "client-ca",
-	"client-flannel":                  "client-ca",
 	"client-auth-proxy":               "request-header-ca",
 	"etcd/client":                     "etcd/server-ca",
 	"etcd/server-client":              "etcd/server-ca",
@@ -130,8 +128,8 @@ func TestKeyModes(t *testing.T) {
 		}
 		return nil
 	})
-	if n < 18 {
-		t.Errorf("found %d keys, want at least 18", n)
+	if n < 17 {
+		t.Errorf("found %d keys, want at least 17", n)
 	}
 	if _, err := os.Stat(dir + ".new"); !os.IsNotExist(err) {
 		t.Errorf("temporary folder left behind: %v", err)
@@ -246,7 +244,7 @@ func TestCertStatus(t *testing.T) {
 		days int
 	}{
 		{CertInfo{NotAfter: now.Add(365*24*time.Hour + time.Minute)}, "ok", 365},
-		{CertInfo{NotAfter: now.Add(30*24*time.Hour + time.Minute)}, "renewed at next start", 30},
+		{CertInfo{NotAfter: now.Add(30*24*time.Hour + time.Minute)}, "renewal due", 30},
 		{CertInfo{NotAfter: now.Add(30*24*time.Hour + time.Minute), IsCA: true}, "ok", 30},
 		{CertInfo{NotAfter: now.Add(-48 * time.Hour)}, "EXPIRED", -2},
 	} {
@@ -261,5 +259,76 @@ func TestCertStatus(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "bad.crt"), []byte("not a certificate"), 0o600)
 	if _, err := ListCerts(dir); err == nil || !strings.Contains(err.Error(), "bad.crt") {
 		t.Errorf("a file that is not a certificate: %v", err)
+	}
+}
+
+// A running server renews only what is due, or what `certificate rotate`
+// names; everything stays signed by the same CAs.
+func TestRenewServer(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tls")
+	if _, err := EnsureServer(dir, testInput()); err != nil {
+		t.Fatal(err)
+	}
+	serials := func() map[string]string {
+		out := map[string]string{}
+		certs, err := ListCerts(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range certs {
+			out[c.File] = c.Serial
+		}
+		return out
+	}
+	before := serials()
+	if _, renewed, err := RenewServer(dir, testInput(), nil); err != nil || len(renewed) != 0 {
+		t.Fatalf("periodic check renewed %v (%v), want nothing", renewed, err)
+	}
+	force, err := ForceServices([]string{"etcd", "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, renewed, err := RenewServer(dir, testInput(), force)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(renewed)
+	if want := "client-admin etcd/client etcd/peer-server-client etcd/server-client"; strings.Join(renewed, " ") != want {
+		t.Errorf("renewed %v, want %s", renewed, want)
+	}
+	after := serials()
+	for file, serial := range before {
+		leaf := strings.TrimSuffix(strings.TrimPrefix(file, dir+"/"), ".crt")
+		changed := after[file] != serial
+		if changed != (leaf == "client-admin" || strings.HasPrefix(leaf, "etcd/") && !strings.HasSuffix(leaf, "-ca")) {
+			t.Errorf("%s: changed=%v", leaf, changed)
+		}
+		if ca, ok := leafCA[leaf]; ok {
+			if err := readCert(t, file).CheckSignatureFrom(readCert(t, filepath.Join(dir, ca+".crt"))); err != nil {
+				t.Errorf("%s: %v", leaf, err)
+			}
+		}
+	}
+	if _, err := ForceServices([]string{"kubelet", "nope"}); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("unknown service: %v", err)
+	}
+}
+
+func TestSetLifetimesFromEnv(t *testing.T) {
+	defer func(l, r, w time.Duration) { LeafValidity, RenewBefore, WarnBefore = l, r, w }(LeafValidity, RenewBefore, WarnBefore)
+	if short, err := SetLifetimesFromEnv(); short || err != nil {
+		t.Fatalf("unset: %v %v", short, err)
+	}
+	t.Setenv(EnvTestLifetime, "10m")
+	t.Setenv(EnvTestRenewBefore, "5m")
+	if short, err := SetLifetimesFromEnv(); !short || err != nil {
+		t.Fatalf("set: %v %v", short, err)
+	}
+	if LeafValidity != 10*time.Minute || RenewBefore != 5*time.Minute || CheckInterval() != 30*time.Second {
+		t.Errorf("got %s %s %s", LeafValidity, RenewBefore, CheckInterval())
+	}
+	t.Setenv(EnvTestRenewBefore, "10m")
+	if _, err := SetLifetimesFromEnv(); err == nil || !strings.Contains(err.Error(), EnvTestRenewBefore) {
+		t.Errorf("renew window as long as the lifetime: %v", err)
 	}
 }

@@ -44,13 +44,65 @@ var SharedFiles = []string{
 // bootstrap data sealed before it existed).
 var OptionalShared = []string{datadir.EncryptionConfigName}
 
-// ServerCerts are the CAs and the client credentials the server embeds in
-// kubeconfigs. File paths follow the names listed in EnsureServer.
+// ServerCerts are the cluster's CAs and this server's leaf certificates,
+// written under the TLS folder as <Name>.crt and <Name>.key.
 type ServerCerts struct {
 	ServerCA, ClientCA, RequestHeaderCA, EtcdServerCA, EtcdPeerCA *CA
-	// Client certificate and key PEM per kubeconfig user: admin,
-	// controller, scheduler, kube-proxy, flannel.
-	Clients map[string][2][]byte
+	Leaves                                                        []Leaf
+}
+
+// Leaf returns the server's leaf of that name (nil if none).
+func (c *ServerCerts) Leaf(name string) *Leaf {
+	for i := range c.Leaves {
+		if c.Leaves[i].Name == name {
+			return &c.Leaves[i]
+		}
+	}
+	return nil
+}
+
+// Services names what `distro certificate rotate --service` accepts, each
+// with the leaves it renews (server and node leaves alike).
+var Services = map[string][]string{
+	"admin":              {"client-admin"},
+	"api-server":         {"serving-kube-apiserver", "client-kube-apiserver"},
+	"auth-proxy":         {"client-auth-proxy"},
+	"controller-manager": {"client-controller", "serving-kube-controller-manager"},
+	"scheduler":          {"client-scheduler", "serving-kube-scheduler"},
+	"etcd":               {"etcd/client", "etcd/server-client", "etcd/peer-server-client"},
+	"kubelet":            {"kubelet-client", "kubelet-serving"},
+	"kube-proxy":         {"kube-proxy"},
+	"flannel":            {"flannel"},
+}
+
+// ServiceNames lists Services' keys, sorted.
+func ServiceNames() []string {
+	names := make([]string, 0, len(Services))
+	for n := range Services {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// ForceServices returns a predicate that is true for the leaves of the
+// named services (every leaf when none is named), or an error naming an
+// unknown service.
+func ForceServices(services []string) (func(leaf string) bool, error) {
+	if len(services) == 0 {
+		return func(string) bool { return true }, nil
+	}
+	want := map[string]bool{}
+	for _, s := range services {
+		leaves, ok := Services[s]
+		if !ok {
+			return nil, fmt.Errorf("unknown service %q: one of %s", s, strings.Join(ServiceNames(), ", "))
+		}
+		for _, l := range leaves {
+			want[l] = true
+		}
+	}
+	return func(leaf string) bool { return want[leaf] }, nil
 }
 
 // APIServerSANs returns the DNS names and IPs of the apiserver serving
@@ -97,7 +149,7 @@ func EnsureServer(dir string, in ServerInput) (*ServerCerts, error) {
 			return nil, err
 		}
 	}
-	certs, err := ensureServer(work, in)
+	certs, _, err := ensureServer(work, in, nil)
 	if err != nil {
 		if first {
 			os.RemoveAll(work)
@@ -113,8 +165,15 @@ func EnsureServer(dir string, in ServerInput) (*ServerCerts, error) {
 	return certs, nil
 }
 
-func ensureServer(dir string, in ServerInput) (*ServerCerts, error) {
-	c := &ServerCerts{Clients: map[string][2][]byte{}}
+// RenewServer reissues, in an existing TLS folder, the leaves that are
+// stale or for which force is true, and returns the certificates and the
+// names it reissued.
+func RenewServer(dir string, in ServerInput, force func(leaf string) bool) (*ServerCerts, []string, error) {
+	return ensureServer(dir, in, force)
+}
+
+func ensureServer(dir string, in ServerInput, force func(string) bool) (*ServerCerts, []string, error) {
+	c := &ServerCerts{}
 	var err error
 	for _, ca := range []struct {
 		dst      **CA
@@ -127,17 +186,17 @@ func ensureServer(dir string, in ServerInput) (*ServerCerts, error) {
 		{&c.EtcdPeerCA, "etcd/peer-ca", "distro-etcd-peer-ca"},
 	} {
 		if *ca.dst, err = EnsureCA(dir, ca.name, ca.cn); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	if err := EnsureKey(filepath.Join(dir, "service.key")); err != nil {
-		return nil, fmt.Errorf("service-account key: %w", err)
+		return nil, nil, fmt.Errorf("service-account key: %w", err)
 	}
 	apiDNS, apiIPs := in.APIServerSANs()
 	local := []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}
 	etcdIPs := dedupIPs(append(local, in.NodeIPs...))
 	etcdDNS := dedupStrings([]string{"localhost", in.Hostname})
-	leaves := []Leaf{
+	c.Leaves = []Leaf{
 		{Name: "serving-kube-apiserver", CA: c.ServerCA, CN: "kube-apiserver", Server: true, DNSNames: apiDNS, IPs: apiIPs},
 		{Name: "serving-kube-controller-manager", CA: c.ServerCA, CN: "kube-controller-manager", Server: true, DNSNames: []string{"localhost"}, IPs: local},
 		{Name: "serving-kube-scheduler", CA: c.ServerCA, CN: "kube-scheduler", Server: true, DNSNames: []string{"localhost"}, IPs: local},
@@ -146,27 +205,34 @@ func ensureServer(dir string, in ServerInput) (*ServerCerts, error) {
 		{Name: "etcd/client", CA: c.EtcdServerCA, CN: "etcd-client", Client: true},
 		{Name: "etcd/server-client", CA: c.EtcdServerCA, CN: "etcd-server", Server: true, Client: true, DNSNames: etcdDNS, IPs: etcdIPs},
 		{Name: "etcd/peer-server-client", CA: c.EtcdPeerCA, CN: "etcd-peer", Server: true, Client: true, DNSNames: etcdDNS, IPs: etcdIPs},
+		{Name: "client-admin", CA: c.ClientCA, CN: "system:admin", Orgs: []string{"system:masters"}, Client: true},
+		{Name: "client-controller", CA: c.ClientCA, CN: "system:kube-controller-manager", Client: true},
+		{Name: "client-scheduler", CA: c.ClientCA, CN: "system:kube-scheduler", Client: true},
 	}
-	clients := map[string]Leaf{
-		"admin":      {Name: "client-admin", CA: c.ClientCA, CN: "system:admin", Orgs: []string{"system:masters"}, Client: true},
-		"controller": {Name: "client-controller", CA: c.ClientCA, CN: "system:kube-controller-manager", Client: true},
-		"scheduler":  {Name: "client-scheduler", CA: c.ClientCA, CN: "system:kube-scheduler", Client: true},
-		"kube-proxy": {Name: "client-kube-proxy", CA: c.ClientCA, CN: "system:kube-proxy", Client: true},
-		"flannel":    {Name: "client-flannel", CA: c.ClientCA, CN: FlannelUser, Client: true},
+	// Each node has its own kube-proxy and flannel certificates now; the
+	// shared ones of earlier versions would only be reported as expiring.
+	for _, old := range []string{"client-kube-proxy", "client-flannel"} {
+		os.Remove(filepath.Join(dir, old+".crt"))
+		os.Remove(filepath.Join(dir, old+".key"))
 	}
+	renewed, err := renewAll(dir, c.Leaves, force)
+	return c, renewed, err
+}
+
+// renewAll ensures every leaf in dir, forcing those force selects, and
+// returns the names of the leaves it reissued.
+func renewAll(dir string, leaves []Leaf, force func(string) bool) ([]string, error) {
+	var renewed []string
 	for _, l := range leaves {
-		if _, _, err := l.Ensure(dir); err != nil {
-			return nil, err
-		}
-	}
-	for user, l := range clients {
-		certPEM, keyPEM, err := l.Ensure(dir)
+		did, err := l.Renew(dir, force != nil && force(l.Name))
 		if err != nil {
-			return nil, err
+			return renewed, err
 		}
-		c.Clients[user] = [2][]byte{certPEM, keyPEM}
+		if did {
+			renewed = append(renewed, l.Name)
+		}
 	}
-	return c, nil
+	return renewed, nil
 }
 
 // placeShared writes the cluster's shared files into a new TLS folder, or

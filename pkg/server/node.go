@@ -20,24 +20,8 @@ const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
 // nodeComponents prepares the server's own node: credentials from the
 // local PKI, the runtime bundle, and the node components.
 func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string, start time.Time, admin kubernetes.Interface) ([]component.Component, error) {
-	paths := datadir.NewAgent(cfg.DataDir)
-	ips := uniqueIPs(cfg.NodeIP)
-	nc, err := pki.EnsureNode(paths.Cred, certs.ServerCA, certs.ClientCA, cfg.NodeName, ips)
-	if err != nil {
-		return nil, fmt.Errorf("node certificates: %w", err)
-	}
-	caBundle := pki.Bundle(certs.ServerCA)
-	creds := node.CredentialsIn(paths.Cred)
-	if err := pki.WriteKubeconfig(creds.KubeletKubeconfig, 0o600, localURL, caBundle, nc.ClientCert, nc.ClientKey); err != nil {
-		return nil, err
-	}
-	for user, path := range map[string]string{"kube-proxy": creds.KubeProxyKubeconfig, "flannel": creds.FlannelKubeconfig} {
-		c := certs.Clients[user]
-		if err := pki.WriteKubeconfig(path, 0o600, localURL, caBundle, c[0], c[1]); err != nil {
-			return nil, err
-		}
-	}
-	if err := fsutil.WriteFileAtomic(creds.ClientCA, certs.ClientCA.PEM, 0o644); err != nil {
+	creds := node.CredentialsIn(datadir.NewAgent(cfg.DataDir).Cred)
+	if err := writeNodeCreds(cfg, certs, creds, localURL); err != nil {
 		return nil, err
 	}
 	comps, err := node.Components(node.Config{
@@ -50,4 +34,30 @@ func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string,
 	}
 	watch := node.ReadyLogger(admin, cfg.NodeName, start, map[string]string{ControlPlaneLabel: "true"})
 	return append(comps, watch), nil
+}
+
+// writeNodeCreds writes the server's own node credentials from the local
+// PKI: its certificates (reissuing the stale ones), the CAs and the
+// kubeconfigs naming them.
+func writeNodeCreds(cfg *config.Server, certs *pki.ServerCerts, creds node.Credentials, localURL string) error {
+	if _, err := renewNode(cfg, certs, creds, nil); err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(creds.ClientCA, certs.ClientCA.PEM, 0o644); err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(creds.ServerCA, certs.ServerCA.PEM, 0o644); err != nil {
+		return err
+	}
+	return creds.WriteKubeconfigs(localURL)
+}
+
+// renewNode reissues the server's node certificates that are stale or that
+// force selects, and returns their names.
+func renewNode(cfg *config.Server, certs *pki.ServerCerts, creds node.Credentials, force func(string) bool) ([]string, error) {
+	renewed, err := pki.EnsureNode(creds.Dir, certs.ServerCA, certs.ClientCA, cfg.NodeName, uniqueIPs(cfg.NodeIP), force)
+	if err != nil {
+		return renewed, fmt.Errorf("node certificates: %w", err)
+	}
+	return renewed, nil
 }

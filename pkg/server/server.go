@@ -129,21 +129,16 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		return err
 	}
 	localURL := controlplane.LocalURL(cfg.BindAddress, cfg.HTTPSListenPort)
-	for _, user := range []string{"admin", "controller", "scheduler"} {
-		c := certs.Clients[user]
-		if err := pki.WriteKubeconfig(paths.Kubeconfig(user), 0o600, localURL, caBundle, c[0], c[1]); err != nil {
-			return fmt.Errorf("kubeconfig %s: %w", user, err)
-		}
+	if err := writeKubeconfigs(paths, localURL); err != nil {
+		return err
 	}
-	mode, _ := cfg.KubeconfigMode()
-	admin := certs.Clients["admin"]
 	if cfg.WriteKubeconfig != "" {
-		if err := pki.WriteKubeconfig(cfg.WriteKubeconfig, mode, localURL, caBundle, admin[0], admin[1]); err != nil {
-			return fmt.Errorf("--write-kubeconfig %s: %w", cfg.WriteKubeconfig, err)
+		if err := writeUserKubeconfig(cfg, paths, localURL); err != nil {
+			return err
 		}
 		wroteKubeconfig = true
 	}
-	adminConfig := controlplane.LoopbackConfig(cfg.BindAddress, cfg.HTTPSListenPort, caBundle, admin[0], admin[1])
+	adminConfig := controlplane.LoopbackConfig(cfg.BindAddress, cfg.HTTPSListenPort, caBundle, paths.File("client-admin.crt"), paths.File("client-admin.key"))
 	adminClient, err := kubernetes.NewForConfig(adminConfig)
 	if err != nil {
 		return err
@@ -226,6 +221,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 			comps = append(comps, &etcd.NodeMarker{Client: adminClient, Node: cfg.NodeName, Member: ec.Member})
 		}
 	}
+	comps = append(comps, certRenewer(cfg, paths, in, localURL, adminClient))
 	return component.Starter{}.Run(ctx, comps, nil)
 }
 

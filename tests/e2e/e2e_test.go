@@ -137,6 +137,21 @@ func startNode(t *testing.T, net, name string, args ...string) {
 	}
 }
 
+// serverToken waits for a server container's join token.
+func serverToken(t *testing.T, server string) string {
+	t.Helper()
+	var token string
+	eventually(t, 2*time.Minute, server+"'s token", func() error {
+		out, err := docker("exec", server, "cat", "/var/lib/distro/server/token")
+		if err != nil || !strings.HasPrefix(out, "K10") {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		token = out
+		return nil
+	})
+	return token
+}
+
 func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -190,15 +205,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	startNode(t, net, s, "server")
-	var token string
-	eventually(t, 2*time.Minute, "server token", func() error {
-		out, err := docker("exec", s, "cat", "/var/lib/distro/server/token")
-		if err != nil || !strings.HasPrefix(out, "K10") {
-			return fmt.Errorf("%v %s", err, out)
-		}
-		token = out
-		return nil
-	})
+	token := serverToken(t, s)
 	server := "https://" + s + ":6443"
 
 	// Wrong secret, foreign CA hash: the agent exits non-zero, says why, and

@@ -31,15 +31,7 @@ func TestHA(t *testing.T) {
 		}
 	})
 	startNode(t, net, s1, "server", "--cluster-init")
-	var token string
-	eventually(t, 2*time.Minute, "first server's token", func() error {
-		out, err := docker("exec", s1, "cat", "/var/lib/distro/server/token")
-		if err != nil || !strings.HasPrefix(out, "K10") {
-			return fmt.Errorf("%v %s", err, out)
-		}
-		token = out
-		return nil
-	})
+	token := serverToken(t, s1)
 	url := "https://" + s1 + ":6443"
 	eventually(t, 2*time.Minute, "first server's API", func() error {
 		_, err := kubectlOn(s1, "get", "--raw", "/readyz")

@@ -111,10 +111,7 @@ func TestPackagedAddons(t *testing.T) {
 	resolv := filepath.Join(t.TempDir(), "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver 192.0.2.99\nsearch example.test\n"), 0o644)
 	s := NewServer(t, "--resolv-conf", resolv)
-	images := filepath.Join(s.DataDir, "agent", "images")
-	os.MkdirAll(images, 0o755)
-	buildTestImage(t, filepath.Join(images, "busybox.tar"))
-	t.Cleanup(func() { killall(t, s.DataDir) })
+	withTestImage(t, s.DataDir)
 	start := time.Now()
 	s.Start()
 

@@ -55,10 +55,7 @@ func TestAgentJoins(t *testing.T) {
 
 	// The real join.
 	agentDir := filepath.Join(dir, "agent")
-	images := filepath.Join(agentDir, "agent", "images")
-	os.MkdirAll(images, 0o755)
-	buildTestImage(t, filepath.Join(images, "busybox.tar"))
-	t.Cleanup(func() { killall(t, agentDir) })
+	withTestImage(t, agentDir)
 	tokenFile := filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
 	cmd := exec.Command(distroBin(t), "agent", "--config", cfg, "--server", server, "--token-file", tokenFile, "--data-dir", agentDir, "--node-name", "worker-1", "--node-label", "tier=test")

@@ -85,12 +85,7 @@ func TestNetworkPolicy(t *testing.T) {
 		t.Fatalf("NetworkPolicy enforcement needs nft: %v", err)
 	}
 	s := NewServer(t)
-	images := filepath.Join(s.DataDir, "agent", "images")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	buildTestImage(t, filepath.Join(images, "busybox.tar"))
-	t.Cleanup(func() { killall(t, s.DataDir) }) // deletes the table too
+	withTestImage(t, s.DataDir) // killall at the end deletes the table too
 	s.Start()
 
 	applyNow := func(yaml string) {

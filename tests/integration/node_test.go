@@ -16,8 +16,9 @@ import (
 // TestImage is the image the tests build from Debian's busybox-static.
 const TestImage = "distro.test/busybox:1"
 
-// buildTestImage writes a docker-archive of busybox-static to dst.
-func buildTestImage(t *testing.T, dst string) {
+// buildTestImage writes a docker-archive of busybox-static to dst; extra
+// are more mkimage arguments (another image ID).
+func buildTestImage(t *testing.T, dst string, extra ...string) {
 	t.Helper()
 	mk := os.Getenv("MKIMAGE")
 	if mk == "" {
@@ -32,9 +33,22 @@ func buildTestImage(t *testing.T, dst string) {
 	for _, app := range []string{"sh", "httpd", "wget", "cat", "echo", "sleep", "hostname", "ls", "mkdir", "nc", "ip", "nslookup"} {
 		args = append(args, "--symlink", "/bin/"+app+":busybox")
 	}
+	args = append(args, extra...)
 	if out, err := exec.Command(mk, args...).CombinedOutput(); err != nil {
 		t.Fatalf("build test image with %s: %v\n%s", mk, err, out)
 	}
+}
+
+// withTestImage puts the test image in the airgap folder of a node's data
+// dir and stops what the node leaves running when the test ends.
+func withTestImage(t *testing.T, dataDir string) {
+	t.Helper()
+	images := filepath.Join(dataDir, "agent", "images")
+	if err := os.MkdirAll(images, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	buildTestImage(t, filepath.Join(images, "busybox.tar"))
+	t.Cleanup(func() { killall(t, dataDir) })
 }
 
 // killall runs package/distro-killall.sh for a data dir.
@@ -101,12 +115,7 @@ spec:
 func TestNodeRunsPods(t *testing.T) {
 	requireRoot(t)
 	s := NewServer(t)
-	images := filepath.Join(s.DataDir, "agent", "images")
-	if err := os.MkdirAll(images, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	buildTestImage(t, filepath.Join(images, "busybox.tar"))
-	t.Cleanup(func() { killall(t, s.DataDir) })
+	withTestImage(t, s.DataDir)
 	s.Start()
 
 	Eventually(t, 2*time.Minute, "node Ready", func() error {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 	"distro/pkg/datadir"
 	"distro/pkg/fsutil"
+	"distro/pkg/node/registries"
 )
 
 // PauseImage is the sandbox image, carried in the binary.
@@ -34,7 +36,30 @@ type Containerd struct {
 	// BinReady, when set, waits until Bin is there (the bundle's
 	// extraction) and reports its error.
 	BinReady func() error
+	// Registries is registries.yaml (checked at start); RegistriesRequired
+	// says whether it must exist. It is re-read every RegistriesPoll: new
+	// mirrors apply at the next pull, new credentials restart containerd
+	// (its CRI plugin reads them only at start; pods keep running).
+	Registries         string
+	RegistriesRequired bool
+	RegistriesPoll     time.Duration
+	// Peers, when set, gives the embedded registry mirrors to try first
+	// (nil: none yet); it is asked at every RegistriesPoll.
+	Peers func() *registries.Peers
 }
+
+// peers are the embedded mirrors, for the registries reg has them serve.
+func (c *Containerd) peers(reg *registries.Config) *registries.Peers {
+	if c.Peers == nil {
+		return nil
+	}
+	p := c.Peers()
+	p.Registries = reg.Mirrored()
+	return p
+}
+
+// HostsDir is containerd's registry hosts folder (config_path).
+func (c *Containerd) HostsDir() string { return filepath.Join(c.Paths.Etc, "containerd", "certs.d") }
 
 func (c *Containerd) Name() string { return "containerd" }
 
@@ -64,19 +89,29 @@ state = "{{.State}}"
     conf_dir = "{{.CNIConf}}"
 `))
 
-// Config renders containerd's config.
-func (c *Containerd) Config(restrictOOM, systemd bool) ([]byte, error) {
+// Config renders containerd's config, with the registry settings of reg.
+func (c *Containerd) Config(restrictOOM, systemd bool, reg *registries.Config) ([]byte, error) {
 	var b bytes.Buffer
 	err := configTmpl.Execute(&b, map[string]interface{}{
 		"Root": c.Paths.Containerd, "State": c.Paths.ContainerdRun, "Socket": c.Paths.Socket,
 		"Pause": PauseImage, "RestrictOOM": restrictOOM, "Bin": c.Bin, "SystemdCgroup": systemd,
 		"CNIConf": c.Paths.CNIConf,
 	})
-	return b.Bytes(), err
+	if err != nil {
+		return nil, err
+	}
+	section, err := reg.CRIRegistryTOML(c.HostsDir())
+	if err != nil {
+		return nil, err
+	}
+	b.WriteString("\n")
+	b.Write(section)
+	return b.Bytes(), nil
 }
 
-// Run starts containerd as a child process and restarts nothing: if it
-// exits, the component fails and the node stops.
+// Run starts containerd as a child process. If it exits, the component
+// fails and the node stops; it is restarted only to apply new registry
+// credentials.
 func (c *Containerd) Run(ctx context.Context, ready func()) error {
 	if c.BinReady != nil {
 		if err := c.BinReady(); err != nil {
@@ -88,12 +123,8 @@ func (c *Containerd) Run(ctx context.Context, ready func()) error {
 		klog.Info("this process cannot lower oom_score_adj (no CAP_SYS_RESOURCE, e.g. inside a container): containerd will keep pods' oom_score_adj at or above its own")
 	}
 	systemd := SystemdCgroups()
-	cfg, err := c.Config(restrict, systemd)
+	reg, err := c.loadRegistries()
 	if err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(c.Paths.Etc, "containerd", "config.toml")
-	if err := fsutil.WriteFileAtomic(cfgPath, cfg, 0o600); err != nil {
 		return err
 	}
 	for _, d := range []string{c.Paths.Containerd, c.Paths.ContainerdRun, c.Paths.CNIConf} {
@@ -101,9 +132,39 @@ func (c *Containerd) Run(ctx context.Context, ready func()) error {
 			return err
 		}
 	}
+	for {
+		if err := reg.WriteHosts(c.HostsDir(), c.peers(reg)); err != nil {
+			return fmt.Errorf("registry hosts: %w", err)
+		}
+		cfg, err := c.Config(restrict, systemd, reg)
+		if err != nil {
+			return err
+		}
+		cfgPath := filepath.Join(c.Paths.Etc, "containerd", "config.toml")
+		if err := fsutil.WriteFileAtomic(cfgPath, cfg, 0o600); err != nil {
+			return err
+		}
+		next, err := c.runOnce(ctx, ready, cfgPath, reg)
+		if next == nil || err != nil {
+			return err
+		}
+		reg = next
+	}
+}
+
+func (c *Containerd) loadRegistries() (*registries.Config, error) {
+	if c.Registries == "" {
+		return &registries.Config{}, nil
+	}
+	return registries.Load(c.Registries, c.RegistriesRequired)
+}
+
+// runOnce runs containerd until ctx ends (nil, nil), it exits (an error),
+// or registries.yaml's credentials change (the new config: run again).
+func (c *Containerd) runOnce(ctx context.Context, ready func(), cfgPath string, reg *registries.Config) (*registries.Config, error) {
 	logf, err := os.OpenFile(c.Paths.ContainerdLogs, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer logf.Close()
 	cmd := exec.Command(filepath.Join(c.Bin, "containerd"), "--config", cfgPath)
@@ -112,31 +173,70 @@ func (c *Containerd) Run(ctx context.Context, ready func()) error {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	klog.Infof("starting containerd (socket %s, log %s)", c.Paths.Socket, c.Paths.ContainerdLogs)
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start containerd: %w", err)
+		return nil, fmt.Errorf("start containerd: %w", err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
 
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	go func() {
-		for ctx.Err() == nil {
-			if err := Ping(ctx, c.Paths.Socket); err == nil {
+		for runCtx.Err() == nil {
+			if err := Ping(runCtx, c.Paths.Socket); err == nil {
 				ready()
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	select {
-	case err := <-exited:
-		return fmt.Errorf("containerd exited: %v (see %s)", err, c.Paths.ContainerdLogs)
-	case <-ctx.Done():
-		cmd.Process.Signal(syscall.SIGTERM)
+	poll := c.RegistriesPoll
+	if poll == 0 {
+		poll = 5 * time.Second
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	hosts, lastErr := reg.HostsFiles(c.peers(reg)), ""
+	for {
 		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
+		case err := <-exited:
+			return nil, fmt.Errorf("containerd exited: %v (see %s)", err, c.Paths.ContainerdLogs)
+		case <-ctx.Done():
+			stop()
+			return nil, nil
+		case <-tick.C:
+			next, err := c.loadRegistries()
+			if err != nil {
+				if err.Error() != lastErr {
+					klog.Errorf("%v: keeping the registry settings in use", err)
+					lastErr = err.Error()
+				}
+				continue
+			}
+			lastErr = ""
+			if next.AuthHash() != reg.AuthHash() {
+				klog.Infof("%s: registry credentials changed: restarting containerd to apply them (pods keep running)", c.Registries)
+				stop()
+				return next, nil
+			}
+			peers := c.peers(next)
+			if files := next.HostsFiles(peers); !reflect.DeepEqual(files, hosts) {
+				if err := next.WriteHosts(c.HostsDir(), peers); err != nil {
+					klog.Errorf("registry hosts: %v", err)
+					continue
+				}
+				klog.Infof("registry mirrors changed: applied (next pulls use them)")
+				hosts, reg = files, next
+			}
 		}
-		return nil
 	}
 }
 
