@@ -145,10 +145,10 @@ func renewer(jc *join.Client, paths datadir.Agent, server string, client kuberne
 			if err != nil {
 				return nil, err
 			}
-			due := false
+			due, now := false, time.Now()
 			for _, c := range certs {
 				name := strings.TrimSuffix(filepath.Base(c.File), ".crt")
-				due = due || (!c.IsCA && (time.Until(c.NotAfter) < pki.RenewBefore || (force != nil && force(name))))
+				due = due || (!c.IsCA && (c.Status(now) != "ok" || (force != nil && force(name))))
 			}
 			if !due {
 				return nil, nil

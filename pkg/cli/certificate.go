@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -113,19 +114,14 @@ func checkServed(cmd *cobra.Command, dataDir string, endpoints []servedEndpoint)
 	fmt.Fprintln(w, "COMPONENT\tENDPOINT\tSERVED SERIAL\tFILE\tFILE SERIAL\tCURRENT")
 	var stale []string
 	for _, e := range endpoints {
-		certs, err := pki.ListCerts(filepath.Dir(e.file))
+		info, err := pki.ReadCert(e.file)
+		if errors.Is(err, os.ErrNotExist) {
+			continue // not a server, or not a node
+		}
 		if err != nil {
 			return err
 		}
-		fileSerial := ""
-		for _, c := range certs {
-			if c.File == e.file {
-				fileSerial = c.Serial
-			}
-		}
-		if fileSerial == "" {
-			continue // not a server, or not a node
-		}
+		fileSerial := info.Serial
 		got, err := pki.ServedSerial(e.addr)
 		current := "yes"
 		switch {

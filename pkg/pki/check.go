@@ -61,17 +61,11 @@ func ListCerts(dirs ...string) ([]CertInfo, error) {
 			if d.IsDir() || !strings.HasSuffix(p, ".crt") {
 				return nil
 			}
-			data, err := os.ReadFile(p)
+			info, err := ReadCert(p)
 			if err != nil {
 				return err
 			}
-			certs, err := certutil.ParseCertsPEM(data)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p, err)
-			}
-			cert := certs[0]
-			out = append(out, CertInfo{File: p, Subject: name(cert.Subject.CommonName, cert.Subject.Organization),
-				Issuer: cert.Issuer.CommonName, NotAfter: cert.NotAfter, IsCA: cert.IsCA, Serial: cert.SerialNumber.Text(16)})
+			out = append(out, info)
 			return nil
 		})
 		if err != nil {
@@ -80,6 +74,22 @@ func ListCerts(dirs ...string) ([]CertInfo, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].File < out[j].File })
 	return out, nil
+}
+
+// ReadCert describes the first certificate of a file; a file that is not a
+// certificate is an error naming it.
+func ReadCert(path string) (CertInfo, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return CertInfo{}, err
+	}
+	certs, err := certutil.ParseCertsPEM(data)
+	if err != nil {
+		return CertInfo{}, fmt.Errorf("%s: %w", path, err)
+	}
+	cert := certs[0]
+	return CertInfo{File: path, Subject: name(cert.Subject.CommonName, cert.Subject.Organization),
+		Issuer: cert.Issuer.CommonName, NotAfter: cert.NotAfter, IsCA: cert.IsCA, Serial: cert.SerialNumber.Text(16)}, nil
 }
 
 func name(cn string, org []string) string {

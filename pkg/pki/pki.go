@@ -143,27 +143,15 @@ func EnsureCA(dir, name, cn string) (*CA, error) {
 	return &CA{Name: name, Cert: cert, Key: key, PEM: pemBytes}, nil
 }
 
-// Ensure loads the leaf from dir, reissuing it when it is missing, broken,
-// signed by another CA, expiring within RenewBefore, or its names changed.
-// It returns the certificate PEM and key PEM.
-func (l Leaf) Ensure(dir string) (certPEM, keyPEM []byte, err error) {
-	certPEM, keyPEM, _, err = l.ensure(dir, false)
-	return certPEM, keyPEM, err
-}
-
-// Renew is Ensure for a running node: it reissues the leaf when it is
-// stale, or always when force is set, and says whether it did. The key is
-// written before the certificate, each atomically, so a reader never sees
-// half a file.
+// Renew loads the leaf from dir and reissues it when it is missing,
+// broken, signed by another CA, expiring within RenewBefore, its names
+// changed, or force is set; it says whether it did. The key is written
+// before the certificate, each atomically, so a reader never sees half a
+// file.
 func (l Leaf) Renew(dir string, force bool) (bool, error) {
-	_, _, renewed, err := l.ensure(dir, force)
-	return renewed, err
-}
-
-func (l Leaf) ensure(dir string, force bool) (certPEM, keyPEM []byte, renewed bool, err error) {
 	certPath, keyPath := filepath.Join(dir, l.Name+".crt"), filepath.Join(dir, l.Name+".key")
 	reason := ""
-	cert, key, _, err := loadPair(certPath, keyPath)
+	cert, _, _, err := loadPair(certPath, keyPath)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		reason = "new"
@@ -174,23 +162,17 @@ func (l Leaf) ensure(dir string, force bool) (certPEM, keyPEM []byte, renewed bo
 	default:
 		reason = l.staleReason(cert)
 	}
-	if reason != "" {
-		if reason != "new" {
-			klog.Infof("reissuing certificate %s: %s", l.Name, reason)
-		}
-		cert, key, err = l.issue(LeafValidity)
-		if err != nil {
-			return nil, nil, false, err
-		}
-		if err := writePair(certPath, keyPath, cert, key); err != nil {
-			return nil, nil, false, err
-		}
+	if reason == "" {
+		return false, nil
 	}
-	keyPEM, err = keyutil.MarshalPrivateKeyToPEM(key)
+	if reason != "new" {
+		klog.Infof("reissuing certificate %s: %s", l.Name, reason)
+	}
+	cert, key, err := l.issue(LeafValidity)
 	if err != nil {
-		return nil, nil, false, err
+		return false, err
 	}
-	return encodeCert(cert), keyPEM, reason != "", nil
+	return true, writePair(certPath, keyPath, cert, key)
 }
 
 // WriteLeaf writes a certificate and key received from elsewhere (the join

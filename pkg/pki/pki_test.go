@@ -151,7 +151,7 @@ func TestRenewal(t *testing.T) {
 	if err := writePair(filepath.Join(dir, "leaf.crt"), filepath.Join(dir, "leaf.key"), cert, key); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := leaf.Ensure(dir); err != nil {
+	if _, err := leaf.Renew(dir, false); err != nil {
 		t.Fatal(err)
 	}
 	renewed := readCert(t, filepath.Join(dir, "leaf.crt"))
@@ -162,7 +162,7 @@ func TestRenewal(t *testing.T) {
 		t.Errorf("reissued leaf expires %s", renewed.NotAfter)
 	}
 	// A fresh one is kept.
-	if _, _, err := leaf.Ensure(dir); err != nil {
+	if _, err := leaf.Renew(dir, false); err != nil {
 		t.Fatal(err)
 	}
 	if again := readCert(t, filepath.Join(dir, "leaf.crt")); again.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
@@ -170,7 +170,7 @@ func TestRenewal(t *testing.T) {
 	}
 	// Changed names are reissued.
 	leaf.DNSNames = []string{"new.example"}
-	if _, _, err := leaf.Ensure(dir); err != nil {
+	if _, err := leaf.Renew(dir, false); err != nil {
 		t.Fatal(err)
 	}
 	if c := readCert(t, filepath.Join(dir, "leaf.crt")); len(c.DNSNames) != 1 || c.DNSNames[0] != "new.example" {

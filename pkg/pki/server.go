@@ -51,16 +51,6 @@ type ServerCerts struct {
 	Leaves                                                        []Leaf
 }
 
-// Leaf returns the server's leaf of that name (nil if none).
-func (c *ServerCerts) Leaf(name string) *Leaf {
-	for i := range c.Leaves {
-		if c.Leaves[i].Name == name {
-			return &c.Leaves[i]
-		}
-	}
-	return nil
-}
-
 // Services names what `distro certificate rotate --service` accepts, each
 // with the leaves it renews (server and node leaves alike).
 var Services = map[string][]string{
@@ -149,6 +139,12 @@ func EnsureServer(dir string, in ServerInput) (*ServerCerts, error) {
 			return nil, err
 		}
 	}
+	// Each node has its own kube-proxy and flannel certificates now; the
+	// shared ones of earlier versions would only be reported as expiring.
+	for _, old := range []string{"client-kube-proxy", "client-flannel"} {
+		os.Remove(filepath.Join(work, old+".crt"))
+		os.Remove(filepath.Join(work, old+".key"))
+	}
 	certs, _, err := ensureServer(work, in, nil)
 	if err != nil {
 		if first {
@@ -208,12 +204,6 @@ func ensureServer(dir string, in ServerInput, force func(string) bool) (*ServerC
 		{Name: "client-admin", CA: c.ClientCA, CN: "system:admin", Orgs: []string{"system:masters"}, Client: true},
 		{Name: "client-controller", CA: c.ClientCA, CN: "system:kube-controller-manager", Client: true},
 		{Name: "client-scheduler", CA: c.ClientCA, CN: "system:kube-scheduler", Client: true},
-	}
-	// Each node has its own kube-proxy and flannel certificates now; the
-	// shared ones of earlier versions would only be reported as expiring.
-	for _, old := range []string{"client-kube-proxy", "client-flannel"} {
-		os.Remove(filepath.Join(dir, old+".crt"))
-		os.Remove(filepath.Join(dir, old+".key"))
 	}
 	renewed, err := renewAll(dir, c.Leaves, force)
 	return c, renewed, err
