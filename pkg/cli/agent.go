@@ -15,7 +15,7 @@ func newAgentCommand() *cobra.Command {
 		Use:   "agent",
 		Short: "Join a cluster as a worker node",
 		Args:  cobra.NoArgs,
-		RunE:  runWith(&cfg.ConfigFile, cfg.Validate, func(ctx context.Context) error { return agent.Run(ctx, cfg) }),
+		RunE:  runWith(&cfg.ConfigFile, &cfg.Node, cfg.Validate, func(ctx context.Context) error { return agent.Run(ctx, cfg) }),
 	}
 	config.AddAgentFlags(cmd.Flags(), cfg)
 	return cmd

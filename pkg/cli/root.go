@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -18,6 +20,7 @@ import (
 	"distro/pkg/config"
 	"distro/pkg/node/containerd"
 	"distro/pkg/pki"
+	"distro/pkg/profiling"
 	"distro/pkg/version"
 )
 
@@ -79,6 +82,7 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 // processSetup sets what every component in the process shares, once.
 func processSetup() error {
+	setGC()
 	// Several upstream components apply the same logging configuration.
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	// In-process clients should not log the apiserver's warnings to them.
@@ -96,9 +100,25 @@ func processSetup() error {
 	return nil
 }
 
+// gcPercent is Go's GOGC for the distro process and its children
+// (containerd, the shims, CNI plugins) unless GOGC is set: the heap of an
+// idle server with its node is ~140 MB of live objects, and Go's default
+// (100) lets it grow to twice that before a collection; 50 keeps ~35 MB
+// less resident for ~the same idle CPU (make bench).
+const gcPercent = 50
+
+// setGC applies gcPercent unless GOGC is set.
+func setGC() {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	debug.SetGCPercent(gcPercent)
+	os.Setenv("GOGC", strconv.Itoa(gcPercent))
+}
+
 // runWith is the RunE of server and agent: the config file under the flags
 // (flags win), validation, process-wide setup, then run until a signal.
-func runWith(configFile *string, validate func() error, run func(ctx context.Context) error) func(*cobra.Command, []string) error {
+func runWith(configFile *string, node *config.Node, validate func() error, run func(ctx context.Context) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
 		fs := cmd.Flags()
 		if err := config.ApplyFile(fs, *configFile, fs.Changed("config")); err != nil {
@@ -112,6 +132,11 @@ func runWith(configFile *string, validate func() error, run func(ctx context.Con
 		}
 		ctx, cancel := signalContext()
 		defer cancel()
+		if node.EnablePprof {
+			if err := profiling.Serve(ctx, node.PprofAddress); err != nil {
+				return err
+			}
+		}
 		return run(ctx)
 	}
 }

@@ -15,7 +15,7 @@ func newServerCommand() *cobra.Command {
 		Use:   "server",
 		Short: "Run a control-plane node",
 		Args:  cobra.NoArgs,
-		RunE:  runWith(&cfg.ConfigFile, cfg.Validate, func(ctx context.Context) error { return server.Run(ctx, cfg) }),
+		RunE:  runWith(&cfg.ConfigFile, &cfg.Node, cfg.Validate, func(ctx context.Context) error { return server.Run(ctx, cfg) }),
 	}
 	config.AddServerFlags(cmd.Flags(), cfg)
 	return cmd

@@ -387,6 +387,10 @@ type Node struct {
 	RegistriesConfig string
 	// DisableEmbeddedRegistry turns the peer-to-peer registry mirror off.
 	DisableEmbeddedRegistry bool
+	// EnablePprof serves Go's profiles of the whole process on
+	// PprofAddress (loopback by default).
+	EnablePprof  bool
+	PprofAddress string
 }
 
 // AddNodeFlags binds the node flags to n.
@@ -400,6 +404,8 @@ func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.BoolVar(&n.DisableNetworkPolicy, "disable-network-policy", false, "do not enforce NetworkPolicies on this node, and remove the rules an earlier run left")
 	fs.BoolVar(&n.DisableEmbeddedRegistry, "disable-embedded-registry", false, "do not serve this node's images to the other nodes, nor pull from them (embedded registry mirror, port 6543)")
 	fs.StringVar(&n.RegistriesConfig, "registries-config", registries.DefaultPath, "registry mirrors and credentials (k3s registries.yaml format); re-read while running")
+	fs.BoolVar(&n.EnablePprof, "enable-pprof", false, "serve Go's pprof profiles of the distro process (heap, CPU, goroutines) on --pprof-address")
+	fs.StringVar(&n.PprofAddress, "pprof-address", "127.0.0.1:6060", "address of the pprof endpoint (with --enable-pprof)")
 	fs.StringVar(&n.ResolvConf, "resolv-conf", "", "resolver file pods with dnsPolicy Default (CoreDNS among them) inherit (default: /etc/resolv.conf unless it names a loopback nameserver)")
 }
 
@@ -430,6 +436,11 @@ func (n *Node) Validate() error {
 	}
 	if _, err := registries.Load(n.RegistriesConfig, n.RegistriesConfig != registries.DefaultPath); err != nil {
 		return fmt.Errorf("--registries-config: %w", err)
+	}
+	if n.EnablePprof {
+		if _, port, err := net.SplitHostPort(n.PprofAddress); err != nil || port == "" {
+			return fmt.Errorf("--pprof-address %q: expected host:port", n.PprofAddress)
+		}
 	}
 	if n.ProxyMode != "iptables" && n.ProxyMode != "nftables" {
 		return fmt.Errorf("--kube-proxy-mode %q: must be iptables or nftables", n.ProxyMode)

@@ -42,6 +42,8 @@ func TestBadInput(t *testing.T) {
 		{"bad etcd arg", []string{"--etcd-arg", "no-such-setting=1"}, "", "no-such-setting"},
 		{"missing resolv.conf", []string{"--resolv-conf", "/no/such/resolv.conf"}, "", "--resolv-conf"},
 		{"unknown add-on", []string{"--disable", "coredns,traefik"}, "", `--disable "traefik": not a packaged add-on`},
+		{"bad pprof address", []string{"--enable-pprof", "--pprof-address", "localhost"}, "", `--pprof-address "localhost": expected host:port`},
+		{"pprof port in use", []string{"--enable-pprof", "--pprof-address", "127.0.0.1:" + strconv.Itoa(busyPort)}, "", "--pprof-address 127.0.0.1:" + strconv.Itoa(busyPort)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -55,10 +56,22 @@ func servingCert(t *testing.T, s *Server) string {
 
 func TestControlPlaneLifecycle(t *testing.T) {
 	requireRoot(t)
-	s := NewServer(t, "--disable-agent")
+	pprofPort := freePort(t)
+	s := NewServer(t, "--disable-agent", "--enable-pprof", "--pprof-address", fmt.Sprintf("127.0.0.1:%d", pprofPort))
 	s.Start()
 	if !strings.Contains(s.Log(), "control plane ready in") {
 		t.Fatal("no readiness line")
+	}
+
+	// --enable-pprof: the whole process's heap profile, on loopback.
+	prof, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?debug=1", pprofPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(prof.Body)
+	prof.Body.Close()
+	if prof.StatusCode != http.StatusOK || !strings.Contains(string(body), "# HeapInuse") || !strings.Contains(string(body), "kube-apiserver") {
+		t.Fatalf("pprof heap profile: status %d, %d bytes without the apiserver's frames", prof.StatusCode, len(body))
 	}
 
 	info, err := os.Stat(s.Kubeconfig)
