@@ -7,8 +7,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
-	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -82,7 +80,6 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 // processSetup sets what every component in the process shares, once.
 func processSetup() error {
-	setGC()
 	// Several upstream components apply the same logging configuration.
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	// In-process clients should not log the apiserver's warnings to them.
@@ -98,22 +95,6 @@ func processSetup() error {
 		transport.CertCallbackRefreshDuration = pki.CheckInterval()
 	}
 	return nil
-}
-
-// gcPercent is Go's GOGC for the distro process and its children
-// (containerd, the shims, CNI plugins) unless GOGC is set: the heap of an
-// idle server with its node is ~140 MB of live objects, and Go's default
-// (100) lets it grow to twice that before a collection; 50 keeps ~35 MB
-// less resident for ~the same idle CPU (make bench).
-const gcPercent = 50
-
-// setGC applies gcPercent unless GOGC is set.
-func setGC() {
-	if os.Getenv("GOGC") != "" {
-		return
-	}
-	debug.SetGCPercent(gcPercent)
-	os.Setenv("GOGC", strconv.Itoa(gcPercent))
 }
 
 // runWith is the RunE of server and agent: the config file under the flags
