@@ -91,13 +91,33 @@ idle_rss_on_off() {
 	done
 }
 
-rss_mb() { # RSS of a process and its children, MB
-	local total=0
-	for p in $1 $(pgrep -P "$1" || true); do
-		total=$((total + $(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null || echo 0)))
-	done
-	echo $((total / 1024))
+# tree_pids PID...: the processes and all their descendants.
+tree_pids() {
+	local p
+	for p in "$@"; do echo "$p"; tree_pids $(pgrep -P "$p" || true); done
 }
+
+# tree_sum FILE AWK PID...: the sum over the trees of the number AWK reads
+# from each process's /proc/PID/FILE.
+tree_sum() {
+	local file=$1 prog=$2 total=0 p
+	shift 2
+	for p in $(tree_pids "$@"); do
+		total=$((total + $(awk "$prog" "/proc/$p/$file" 2>/dev/null || echo 0)))
+	done
+	echo "$total"
+}
+
+# tree_rss_mb PID...: RSS of the processes and all their descendants, MB.
+tree_rss_mb() { echo $(($(tree_sum status '/VmRSS/{print $2}' "$@") / 1024)); }
+
+# pss_mb PID...: proportional set size of the trees, MB (pages shared
+# between processes, such as the shims' text, count once).
+pss_mb() { echo $(($(tree_sum smaps_rollup '/^Pss:/{print $2}' "$@") / 1024)); }
+
+# cpu_ticks PID...: CPU time (clock ticks) of the trees, reaped children
+# included (iptables, CNI plugins, mounts the node execs).
+cpu_ticks() { tree_sum stat '{print $14+$15+$16+$17}' "$@"; }
 
 PORT=$(free_port) EPORT=$(free_port) PPORT=$(free_port)
 if [[ $PARTS == *controlplane* ]]; then
@@ -111,7 +131,7 @@ for i in $(seq 1 "$RUNS"); do
 	warm+=("$FIGURE")
 	if [ "$i" = "$RUNS" ]; then
 		sleep "$IDLE"
-		rss=$(rss_mb "$SERVER_PID")
+		rss=$(tree_rss_mb "$SERVER_PID")
 	fi
 	stop_server
 done
@@ -122,33 +142,6 @@ target "control plane only, RSS after $IDLE s idle" "$rss" 280 MB
 target "warm restart → control plane ready" "$(median "${warm[@]}")" 2.0 s
 fi
 
-# tree_rss_mb PID...: RSS of the processes and all their descendants, MB.
-tree_rss_mb() {
-	local all=() p
-	collect() { all+=("$1"); for c in $(pgrep -P "$1" || true); do collect "$c"; done; }
-	for p in "$@"; do collect "$p"; done
-	local total=0
-	for p in "${all[@]}"; do
-		total=$((total + $(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null || echo 0)))
-	done
-	echo $((total / 1024))
-}
-
-# tree_pids PID...: the processes and all their descendants.
-tree_pids() {
-	local p
-	for p in "$@"; do echo "$p"; tree_pids $(pgrep -P "$p" || true); done
-}
-
-# cpu_ticks PID...: CPU time (clock ticks) of the trees, reaped children
-# included (iptables, CNI plugins, mounts the node execs).
-cpu_ticks() {
-	local total=0 p
-	for p in $(tree_pids "$@"); do
-		total=$((total + $(awk '{print $14+$15+$16+$17}' "/proc/$p/stat" 2>/dev/null || echo 0)))
-	done
-	echo "$total"
-}
 
 # shims_of DATA: the containerd shims a node with data dir DATA started.
 shims_of() {
@@ -158,15 +151,6 @@ shims_of() {
 	done
 }
 
-# pss_mb PID...: proportional set size of the trees, MB (pages shared
-# between processes, such as the shims' text, count once).
-pss_mb() {
-	local total=0 p
-	for p in $(tree_pids "$@"); do
-		total=$((total + $(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0)))
-	done
-	echo $((total / 1024))
-}
 
 if [[ $PARTS == *node* ]]; then
 	data="$work/node"
@@ -181,9 +165,9 @@ if [[ $PARTS == *node* ]]; then
 	BENCH_KUBECONFIG="$work/kubeconfig.yaml" BENCH_IMAGE=distro.bench/busybox:1 \
 		go -C "$ROOT" test -count=1 -v -run 'TestPodStartup|TestDeploymentReady' ./tests/bench/ > "$work/podstart.log" 2>&1 || { cat "$work/podstart.log"; exit 1; }
 	grep -E "^(pod create|deployment)" "$work/podstart.log" | sed 's/$/  (targets: p50 ≤ 0.3 s, p99 ≤ 0.6 s; 100 replicas ≤ 20 s)/'
-	target "pod create → Running, p50 of 30" "$(grep -o 'p50 [0-9.]*' "$work/podstart.log" | awk '{print $2}')" 0.3 s
-	target "pod create → Running, p99 of 30" "$(grep -o 'p99 [0-9.]*' "$work/podstart.log" | awk '{print $2}')" 0.6 s
-	target "100-replica Deployment → all Ready" "$(grep -o 'all Ready: [0-9.]*' "$work/podstart.log" | awk '{print $3}')" 20 s
+	target "pod create → Running, p50 of ${BENCH_PODS:-30}" "$(grep -o 'p50 [0-9.]*' "$work/podstart.log" | awk '{print $2}')" 0.3 s
+	target "pod create → Running, p99 of ${BENCH_PODS:-30}" "$(grep -o 'p99 [0-9.]*' "$work/podstart.log" | awk '{print $2}')" 0.6 s
+	target "${BENCH_REPLICAS:-100}-replica Deployment → all Ready" "$(grep -o 'all Ready: [0-9.]*' "$work/podstart.log" | awk '{print $3}')" 20 s
 	# Idle: the benchmark's pods are gone once their shims are.
 	for _ in $(seq 1 600); do [ -z "$(shims_of "$data")" ] && break; sleep 0.1; done
 	sleep "$IDLE"

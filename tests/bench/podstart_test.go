@@ -8,7 +8,6 @@ import (
 	"math"
 	"os"
 	"sort"
-	"strconv"
 	"testing"
 	"time"
 
@@ -33,14 +32,27 @@ func benchClient(t *testing.T) (*kubernetes.Clientset, string) {
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	client := kubernetes.NewForConfigOrDie(cfg)
-	// The namespace's default ServiceAccount must exist before pods can be created.
-	for i := 0; i < 600; i++ {
-		if _, err := client.CoreV1().ServiceAccounts("default").Get(context.Background(), "default", metav1.GetOptions{}); err == nil {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := waitServiceAccount(ctx, client, "default"); err != nil {
+		t.Fatal(err)
 	}
 	return client, image
+}
+
+// waitServiceAccount waits for the namespace's default ServiceAccount:
+// until it exists, pod creates in the namespace are refused.
+func waitServiceAccount(ctx context.Context, client kubernetes.Interface, ns string) error {
+	for {
+		if _, err := client.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{}); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no default ServiceAccount in namespace %s", ns)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // sleeper is a pod spec running the bench image's sleep, never pulled.
@@ -64,10 +76,7 @@ func TestPodStartup(t *testing.T) {
 	client, image := benchClient(t)
 	ctx := context.Background()
 	ns := "default"
-	n := 30
-	if v, err := strconv.Atoi(os.Getenv("BENCH_PODS")); err == nil && v > 0 {
-		n = v
-	}
+	n := envInt(t, "BENCH_PODS", 30)
 	var lat []time.Duration
 	for i := 0; i < n; i++ {
 		name := fmt.Sprintf("bench-%d", i)
@@ -107,10 +116,7 @@ func TestPodStartup(t *testing.T) {
 func TestDeploymentReady(t *testing.T) {
 	client, image := benchClient(t)
 	ctx := context.Background()
-	n := int32(100)
-	if v, err := strconv.Atoi(os.Getenv("BENCH_REPLICAS")); err == nil && v > 0 {
-		n = int32(v)
-	}
+	n := int32(envInt(t, "BENCH_REPLICAS", 100))
 	labels := map[string]string{"app": "bench-deploy"}
 	spec := sleeper(image)
 	spec.Containers[0].Resources.Requests = corev1.ResourceList{} // no requests: a one-node cluster holds them all

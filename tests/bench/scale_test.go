@@ -78,14 +78,8 @@ func TestScale(t *testing.T) {
 	if _, err := client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: scaleNamespace}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		if _, err := client.CoreV1().ServiceAccounts(scaleNamespace).Get(ctx, "default", metav1.GetOptions{}); err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatal("no default ServiceAccount in namespace scale")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := waitServiceAccount(ctx, client, scaleNamespace); err != nil {
+		t.Fatal(err)
 	}
 
 	before, err := scrapeMetrics(ctx, client)
@@ -421,6 +415,7 @@ func waitFor(ctx context.Context, cond func() bool) bool {
 	return true
 }
 
+// envInt is the count in environment variable name, def when unset.
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
 	if v == "" {
