@@ -18,7 +18,7 @@ LDFLAGS := -s -w \
 UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/... \
 	./pkg/node/netpol/... ./pkg/checkconfig/... ./pkg/certrenew/... ./pkg/node/registries/...
 
-.PHONY: all deps build runtime test unit integration e2e e2e-certs e2e-ha e2e-shared-host image bench bench-scale clean conformance-images conformance
+.PHONY: all deps build kube-patch runtime test unit integration e2e e2e-certs e2e-ha e2e-shared-host image bench bench-scale clean conformance-images conformance
 
 all: deps build
 
@@ -26,6 +26,16 @@ deps:
 	@scripts/install-deps.sh
 
 build: $(BIN)
+
+# Go commands of the main module build against k8s.io/kubernetes with the
+# kubelet timing patches of scripts/kube-patch.sh (a symlink to the module
+# cache, the changed files laid over it with -overlay, a go.work). Rerun on
+# every make: it takes a fraction of a second and follows go.mod.
+KUBE := $(CURDIR)/build/kube
+GOMAINENV = GOWORK=$(KUBE)/go.work GOFLAGS="$(GOFLAGS) -overlay=$(KUBE)/overlay.json"
+GOMAIN = $(GOMAINENV) $(GO)
+kube-patch:
+	@scripts/kube-patch.sh $(KUBE)
 
 # runc, the containerd shim, CNI plugins and the pause image, built from
 # source (scripts/runtime is its own Go module), and the packaged add-ons'
@@ -47,17 +57,17 @@ $(BUNDLE): $(RUNTIME) $(ADDONS)
 	mv $@.tmp $@
 
 # The Go build cache makes this a no-op when nothing changed.
-$(BIN): $(BUNDLE) FORCE
+$(BIN): $(BUNDLE) kube-patch FORCE
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/distro
+	CGO_ENABLED=0 $(GOMAIN) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/distro
 	@ln -sf distro bin/kubectl; ln -sf distro bin/ctr; ln -sf distro bin/crictl
 
 FORCE:
 
 test: unit integration
 
-unit:
-	$(GO) test -count=1 $(UNIT_PKGS)
+unit: kube-patch
+	$(GOMAIN) test -count=1 $(UNIT_PKGS)
 
 # Builds image tarballs from local files (the tests' busybox image).
 MKIMAGE := build/mkimage
@@ -65,7 +75,7 @@ $(MKIMAGE): scripts/runtime/mkimage/main.go scripts/runtime/go.mod
 	$(GO) -C scripts/runtime build -o $(CURDIR)/$@ ./mkimage
 
 integration: build $(MKIMAGE)
-	DISTRO_BIN=$(CURDIR)/$(BIN) MKIMAGE=$(CURDIR)/$(MKIMAGE) $(GO) test -count=1 -v -timeout 20m ./tests/integration/...
+	DISTRO_BIN=$(CURDIR)/$(BIN) MKIMAGE=$(CURDIR)/$(MKIMAGE) $(GOMAIN) test -count=1 -v -timeout 20m ./tests/integration/...
 
 # The node image, FROM scratch: the binary and a userland from Debian
 # packages (no registry).
@@ -83,26 +93,26 @@ build/e2e-busybox.tar: $(MKIMAGE)
 # 1 server + 2 agents in Docker (tests/e2e/e2e_test.go), and the embedded
 # registry mirror (tests/e2e/mirror_test.go).
 e2e: image build/e2e-busybox.tar
-	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GO) test -count=1 -v -timeout 25m -run 'TestCluster$$|TestEmbeddedRegistry$$' ./tests/e2e/...
+	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar $(GOMAIN) test -count=1 -v -timeout 25m -run 'TestCluster$$|TestEmbeddedRegistry$$' ./tests/e2e/...
 
 # A server and an agent with short test certificate lifetimes, renewed live
 # for E2E_CERT_RENEWAL_MINUTES (tests/e2e/certrenew_test.go).
 E2E_CERT_RENEWAL_MINUTES ?= 30
 e2e-certs: image $(MKIMAGE) build/e2e-busybox.tar
 	DISTRO_IMAGE=$(IMAGE) E2E_TEST_IMAGE_TAR=$(CURDIR)/build/e2e-busybox.tar E2E_CERT_RENEWAL_MINUTES=$(E2E_CERT_RENEWAL_MINUTES) \
-		$(GO) test -count=1 -v -timeout $$(( $(E2E_CERT_RENEWAL_MINUTES) + 15 ))m -run 'TestCertRenewal$$' ./tests/e2e/...
+		$(GOMAIN) test -count=1 -v -timeout $$(( $(E2E_CERT_RENEWAL_MINUTES) + 15 ))m -run 'TestCertRenewal$$' ./tests/e2e/...
 
 # 3 servers on embedded etcd + 1 agent in Docker (tests/e2e/ha_test.go): join,
 # failover under a writer, membership, simultaneous start
 # (E2E_SIMULTANEOUS_RUNS=5 repeats that one).
 e2e-ha: image
-	DISTRO_IMAGE=$(IMAGE) $(GO) test -count=1 -v -timeout 30m -run 'TestHA' ./tests/e2e/...
+	DISTRO_IMAGE=$(IMAGE) $(GOMAIN) test -count=1 -v -timeout 30m -run 'TestHA' ./tests/e2e/...
 
 # A node on the host and a 1-server + 1-agent cluster in Docker side by side
 # with pods churning (E2E_SHARED_HOST_SECONDS, default 300), then
 # distro-killall.sh for the host node (tests/e2e/sharedhost_test.go).
 e2e-shared-host: image
-	DISTRO_BIN=$(CURDIR)/$(BIN) DISTRO_IMAGE=$(IMAGE) $(GO) test -count=1 -v -timeout 30m -run 'TestSharedHost$$' ./tests/e2e/...
+	DISTRO_BIN=$(CURDIR)/$(BIN) DISTRO_IMAGE=$(IMAGE) $(GOMAIN) test -count=1 -v -timeout 30m -run 'TestSharedHost$$' ./tests/e2e/...
 
 # The upstream conformance suite, offline: every image it needs built from
 # source (scripts/conformance/images.sh), hydrophone to run it in the
@@ -123,7 +133,7 @@ conformance: image conformance-images
 
 bench: build $(MKIMAGE)
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image build/e2e-busybox.tar; fi
-	scripts/bench.sh $(CURDIR)/$(BIN)
+	$(GOMAINENV) scripts/bench.sh $(CURDIR)/$(BIN)
 
 # The kwok controller (sigs.k8s.io/kwok, pinned by scripts/kwok/go.mod, its
 # own module: kwok's Kubernetes versions never enter distro's go.mod).
@@ -136,7 +146,7 @@ $(KWOK): scripts/kwok/go.mod scripts/kwok/go.sum
 # Deployments (scripts/bench-scale.sh; SCALE_NODES, SCALE_PODS,
 # SCALE_DEPLOYMENTS size it). Not part of make test or .ci/run.
 bench-scale: build $(KWOK)
-	scripts/bench-scale.sh $(CURDIR)/$(BIN) $(CURDIR)/$(KWOK)
+	$(GOMAINENV) scripts/bench-scale.sh $(CURDIR)/$(BIN) $(CURDIR)/$(KWOK)
 
 clean:
 	rm -rf bin
