@@ -30,6 +30,7 @@ import (
 	"distro/pkg/loadbalancer"
 	"distro/pkg/node"
 	"distro/pkg/pki"
+	"distro/pkg/profiling"
 	"distro/pkg/token"
 )
 
@@ -99,7 +100,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	}
 	comps = append([]component.Component{lb}, comps...)
 	comps = append(comps, node.ReadyLogger(client, cfg.NodeName, start, nil), renewer(jc, paths, lb.URL(), client, cfg.NodeName))
-	return component.Starter{}.Run(ctx, comps, nil)
+	return component.Starter{}.Run(ctx, comps, profiling.AfterBoot)
 }
 
 // nodePassword returns this host's node password, made once: the server

@@ -24,6 +24,7 @@ import (
 	"distro/pkg/join"
 	"distro/pkg/leader"
 	"distro/pkg/pki"
+	"distro/pkg/profiling"
 	"distro/pkg/token"
 )
 
@@ -222,7 +223,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		}
 	}
 	comps = append(comps, certRenewer(cfg, paths, in, localURL, adminClient))
-	return component.Starter{}.Run(ctx, comps, nil)
+	return component.Starter{}.Run(ctx, comps, profiling.AfterBoot)
 }
 
 // firstIP returns the first usable address of a CIDR (the kubernetes

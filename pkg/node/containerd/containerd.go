@@ -24,6 +24,7 @@ import (
 	"distro/pkg/datadir"
 	"distro/pkg/fsutil"
 	"distro/pkg/node/registries"
+	"distro/pkg/profiling"
 )
 
 // PauseImage is the sandbox image, carried in the binary.
@@ -170,6 +171,7 @@ func (c *Containerd) runOnce(ctx context.Context, ready func(), cfgPath string, 
 	cmd := exec.Command(filepath.Join(c.Bin, "containerd"), "--config", cfgPath)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "PATH="+c.Bin+":"+os.Getenv("PATH"))
+	cmd.Env = append(cmd.Env, profiling.GOGCEnv()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	klog.Infof("starting containerd (socket %s, log %s)", c.Paths.Socket, c.Paths.ContainerdLogs)
 	if err := cmd.Start(); err != nil {
