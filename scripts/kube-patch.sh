@@ -43,27 +43,24 @@ trap 'rm -rf "$tmp"' EXIT
 overlay=()
 
 # patch FILE OLD NEW: replace the line OLD (exact, once) of the module's
-# FILE by NEW; several patches of one file apply in turn.
+# FILE by NEW; several patches of one file apply in turn to its copy.
 patch() {
 	local file=$1 old=$2 new=$3
-	local src=$dir/$file dst=$tmp/patched/$file
-	if [ -f "$dst" ]; then
-		src=$dst.prev
-		mv "$dst" "$src"
+	local dst=$tmp/patched/$file
+	if [ ! -f "$dst" ]; then
+		mkdir -p "$(dirname "$dst")"
+		cp "$dir/$file" "$dst"
+		chmod u+w "$dst"
+		overlay+=("\"$out/kubernetes/$file\": \"$out/patched/$file\"")
 	fi
-	if [ "$(grep -cxF -- "$old" "$src" 2>/dev/null)" != 1 ]; then
+	if [ "$(grep -cxF -- "$old" "$dst")" != 1 ]; then
 		echo "kube-patch: $file of k8s.io/kubernetes@$version no longer has exactly one line" >&2
 		echo "kube-patch:   $old" >&2
 		echo "kube-patch: update the patch in scripts/kube-patch.sh for this Kubernetes version" >&2
 		exit 1
 	fi
-	mkdir -p "$(dirname "$dst")"
-	OLD=$old NEW=$new awk '$0 == ENVIRON["OLD"] { print ENVIRON["NEW"]; next } { print }' "$src" > "$dst"
-	if [ "$src" = "$dst.prev" ]; then
-		rm "$src"
-	else
-		overlay+=("\"$out/kubernetes/$file\": \"$out/patched/$file\"")
-	fi
+	OLD=$old NEW=$new awk '$0 == ENVIRON["OLD"] { print ENVIRON["NEW"]; next } { print }' "$dst" > "$dst.new"
+	mv "$dst.new" "$dst"
 }
 
 # A starting pod waits for its volumes (every pod has at least its
@@ -73,8 +70,9 @@ patch() {
 # checks every 300 ms whether all are mounted. The mounts themselves take a
 # few milliseconds, so a pod waited ~50 + 50 + 150 ms on average (up to
 # 500) for nothing but the loops' periods. Each loop is a pass over the
-# kubelet's in-memory state of the node's volumes; at 20-25 ms they cost
-# no CPU the idle figures of `make bench` can see.
+# kubelet's in-memory state of the node's volumes; at 20-25 ms an idle
+# server with its node measured 7.1 % of one core against 6.6 % with
+# upstream's periods (one pair of 90 s runs, within their noise).
 patch pkg/kubelet/volumemanager/volume_manager.go \
 	$'\treconcilerLoopSleepPeriod = 100 * time.Millisecond' \
 	$'\treconcilerLoopSleepPeriod = 25 * time.Millisecond'

@@ -34,9 +34,9 @@ func GOGCEnv() []string {
 // kernel at once instead of over minutes.
 func AfterBoot() {
 	gogc := "GOGC from the environment"
-	if _, set := os.LookupEnv("GOGC"); !set {
+	if env := GOGCEnv(); env != nil {
 		debug.SetGCPercent(SteadyGCPercent)
-		gogc = "GOGC=" + strconv.Itoa(SteadyGCPercent)
+		gogc = env[0]
 	}
 	debug.FreeOSMemory()
 	var m runtime.MemStats
