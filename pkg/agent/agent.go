@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	klog.Infof("joined %s in %.2f s", cfg.Server, time.Since(start).Seconds())
 
 	// 3. The node, talking to the servers through the load balancer.
-	comps, err := node.Components(node.Config{
+	runtime, comps, err := node.Components(node.Config{
 		Node: cfg.Node, IP: cfg.NodeIP, DataDir: cfg.DataDir,
 		ClusterCIDR: nc.ClusterCIDR, ServiceCIDR: nc.ServiceCIDR, ClusterDNS: nc.ClusterDNS, ClusterDomain: nc.ClusterDomain,
 		Creds: creds,
@@ -98,7 +98,7 @@ func Run(ctx context.Context, cfg *config.Agent) error {
 	if err != nil {
 		return err
 	}
-	comps = append([]component.Component{lb}, comps...)
+	comps = append([]component.Component{lb, runtime}, comps...)
 	comps = append(comps, node.ReadyLogger(client, cfg.NodeName, start, nil), renewer(jc, paths, lb.URL(), client, cfg.NodeName))
 	return component.Starter{}.Run(ctx, comps, profiling.AfterBoot)
 }

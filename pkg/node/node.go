@@ -81,11 +81,14 @@ func (c Credentials) WriteKubeconfigs(server string) error {
 }
 
 // Components starts extracting the runtime bundle and returns the node's
-// components in boot order (containerd waits for the bundle).
-func Components(cfg Config) ([]component.Component, error) {
+// components in boot order: first the container runtime (containerd, which
+// waits for the bundle, the registry mirror and the image import), which
+// needs no apiserver and may start ahead of the control plane, then the
+// rest.
+func Components(cfg Config) (runtime component.Component, rest []component.Component, err error) {
 	rt, bundleReady, err := bundle.Start(cfg.DataDir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs) // checked by Validate
 	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
@@ -100,13 +103,15 @@ func Components(cfg Config) ([]component.Component, error) {
 	}
 	embedded, peers, err := embeddedRegistry(cfg, paths)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return []component.Component{
+	runtime = component.Group("container runtime",
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady,
 			Registries: cfg.RegistriesConfig, RegistriesRequired: cfg.RegistriesConfig != registries.DefaultPath, Peers: peers},
 		embedded,
 		importer,
+	)
+	return runtime, []component.Component{
 		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Before: importer.Done()},
 		&kubelet.Kubelet{
 			Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP,

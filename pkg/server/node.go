@@ -18,22 +18,23 @@ import (
 const ControlPlaneLabel = "node-role.kubernetes.io/control-plane"
 
 // nodeComponents prepares the server's own node: credentials from the
-// local PKI, the runtime bundle, and the node components.
-func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string, start time.Time, admin kubernetes.Interface) ([]component.Component, error) {
+// local PKI, the runtime bundle, and the node components: the container
+// runtime, which needs no apiserver, and the rest, which do.
+func nodeComponents(cfg *config.Server, certs *pki.ServerCerts, localURL string, start time.Time, admin kubernetes.Interface) (component.Component, []component.Component, error) {
 	creds := node.CredentialsIn(datadir.NewAgent(cfg.DataDir).Cred)
 	if err := writeNodeCreds(cfg, certs, creds, localURL); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	comps, err := node.Components(node.Config{
+	runtime, comps, err := node.Components(node.Config{
 		Node: cfg.Node, IP: cfg.NodeIP, DataDir: cfg.DataDir,
 		ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, ClusterDNS: cfg.ClusterDNS, ClusterDomain: cfg.ClusterDomain,
 		Creds: creds,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	watch := node.ReadyLogger(admin, cfg.NodeName, start, map[string]string{ControlPlaneLabel: "true"})
-	return append(comps, watch), nil
+	return runtime, append(comps, watch), nil
 }
 
 // writeNodeCreds writes the server's own node credentials from the local

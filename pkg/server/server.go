@@ -213,10 +213,16 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	comps := []component.Component{ec, bootstrapStore(ec, paths, tok.Secret), apiserver, rbac,
 		sched, ctrl, controlPlaneReady, elected("distro-controllers", controllers)}
 	if !cfg.DisableAgent {
-		nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
+		runtime, nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
 		if err != nil {
 			return err
 		}
+		// containerd and the image import (seconds, for the add-ons'
+		// images) run alongside the control plane's start; the node's
+		// other components wait for them where they used to start them.
+		early, await := component.Early(runtime)
+		comps = append([]component.Component{early}, comps...)
+		comps = append(comps, await)
 		comps = append(comps, nodeComps...)
 		if ha {
 			comps = append(comps, &etcd.NodeMarker{Client: adminClient, Node: cfg.NodeName, Member: ec.Member})
