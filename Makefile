@@ -41,7 +41,7 @@ kube-patch:
 # source (scripts/runtime is its own Go module), and the packaged add-ons'
 # images (CoreDNS, metrics-server, local-path-provisioner, busybox; see
 # scripts/build-addons.sh), carried in the binary.
-BUNDLE := pkg/bundle/assets/runtime.tar.gz
+BUNDLE := pkg/bundle/assets/runtime.tar.zst
 RUNTIME := build/runtime/.built
 ADDONS := build/addons/.built
 runtime: $(BUNDLE)
@@ -52,7 +52,7 @@ $(ADDONS): scripts/build-addons.sh scripts/addons/go.mod scripts/addons/go.sum s
 	scripts/build-addons.sh $(CURDIR)/build/addons
 	@touch $@
 $(BUNDLE): $(RUNTIME) $(ADDONS)
-	tar -czf $@.tmp --owner=0 --group=0 --sort=name --mtime=@0 -C build/runtime bin images -C $(CURDIR)/build/addons images
+	tar -cf - --owner=0 --group=0 --sort=name --mtime=@0 -C build/runtime bin images -C $(CURDIR)/build/addons images | zstd -q -10 -T0 -f -o $@.tmp
 	sha256sum $@.tmp | cut -c1-64 > $@.sha256
 	mv $@.tmp $@
 

@@ -6,8 +6,9 @@
 #   busybox-static: the integration tests' image is built from it
 #   gcc libc6-dev libseccomp-dev pkg-config: runc (cgo, static, seccomp)
 #   python3: reads the conformance suite's JUnit report
+#   zstd: compresses the runtime bundle carried in the binary
 set -euo pipefail
-pkgs=(iptables nftables iproute2 mount conntrack git curl busybox-static gcc libc6-dev libseccomp-dev pkg-config python3)
+pkgs=(iptables nftables iproute2 mount conntrack git curl busybox-static gcc libc6-dev libseccomp-dev pkg-config python3 zstd)
 need=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
