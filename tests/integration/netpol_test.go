@@ -310,9 +310,13 @@ spec:
 			}
 			return nil
 		})
-		if !strings.Contains(s.Log(), "network policy: disabled; removed nftables table") {
-			t.Errorf("no log line about the removed table")
-		}
+		// The line follows the removal by a moment.
+		Eventually(t, 10*time.Second, "a log line about the removed table", func() error {
+			if !strings.Contains(s.Log(), "network policy: disabled; removed nftables table") {
+				return fmt.Errorf("no such line yet")
+			}
+			return nil
+		})
 		Eventually(t, 2*time.Minute, "node Ready after the restart", func() error {
 			if !strings.Contains(s.Log(), " Ready in ") {
 				return fmt.Errorf("no node Ready line yet")
