@@ -3,10 +3,12 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -79,7 +81,18 @@ func signalContext() (context.Context, context.CancelFunc) {
 }
 
 // processSetup sets what every component in the process shares, once.
-func processSetup() error {
+func processSetup(node *config.Node) error {
+	// distro's own log lines follow -v from the start; each component
+	// applies the same verbosity again when it starts (config.Node
+	// gives them all the same v and vmodule).
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	if err := fs.Set("v", strconv.Itoa(node.Verbosity)); err != nil {
+		return err
+	}
+	if err := fs.Set("vmodule", node.VModule); err != nil {
+		return fmt.Errorf("--vmodule %q: %v", node.VModule, err)
+	}
 	// Several upstream components apply the same logging configuration.
 	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	// In-process clients should not log the apiserver's warnings to them.
@@ -108,7 +121,7 @@ func runWith(configFile *string, node *config.Node, validate func() error, run f
 		if err := validate(); err != nil {
 			return err
 		}
-		if err := processSetup(); err != nil {
+		if err := processSetup(node); err != nil {
 			return err
 		}
 		ctx, cancel := signalContext()

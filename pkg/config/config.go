@@ -227,6 +227,12 @@ func (s *Server) Validate() error {
 	if err := s.Node.Validate(); err != nil {
 		return err
 	}
+	if err := s.Node.shareLogging(map[string]*[]string{
+		"--kube-apiserver-arg": &s.KubeAPIServerArgs, "--kube-scheduler-arg": &s.KubeSchedulerArgs,
+		"--kube-controller-manager-arg": &s.KubeControllerManagerArgs,
+	}); err != nil {
+		return err
+	}
 	if s.NodeIP == "" {
 		ip, err := DefaultIP()
 		if err != nil {
@@ -391,6 +397,11 @@ type Node struct {
 	// PprofAddress (loopback by default).
 	EnablePprof  bool
 	PprofAddress string
+	// Verbosity and VModule are the log verbosity of the whole process:
+	// the components share one logger (klog), so a v or vmodule given to
+	// one of them applies to all.
+	Verbosity int
+	VModule   string
 }
 
 // AddNodeFlags binds the node flags to n.
@@ -406,6 +417,8 @@ func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringVar(&n.RegistriesConfig, "registries-config", registries.DefaultPath, "registry mirrors and credentials (k3s registries.yaml format); re-read while running")
 	fs.BoolVar(&n.EnablePprof, "enable-pprof", false, "serve Go's pprof profiles of the distro process (heap, CPU, goroutines) on --pprof-address")
 	fs.StringVar(&n.PprofAddress, "pprof-address", "127.0.0.1:6060", "address of the pprof endpoint (with --enable-pprof)")
+	fs.IntVarP(&n.Verbosity, "v", "v", 0, "log verbosity of every component (they share one logger; a v in --kubelet-arg and the like sets it too)")
+	fs.StringVar(&n.VModule, "vmodule", "", "per-file log verbosity of every component, pattern=N,... (klog's --vmodule)")
 	fs.StringVar(&n.ResolvConf, "resolv-conf", "", "resolver file pods with dnsPolicy Default (CoreDNS among them) inherit (default: /etc/resolv.conf unless it names a loopback nameserver)")
 }
 
@@ -459,6 +472,69 @@ func (n *Node) Validate() error {
 	for name, args := range map[string][]string{"--kubelet-arg": n.KubeletArgs, "--kube-proxy-arg": n.KubeProxyArgs} {
 		if _, err := ParseArgs(name, args); err != nil {
 			return err
+		}
+	}
+	if n.Verbosity < 0 {
+		return fmt.Errorf("-v %d: must be 0 or more", n.Verbosity)
+	}
+	if n.VModule != "" {
+		if err := validVModule(n.VModule); err != nil {
+			return fmt.Errorf("--vmodule %q: %v", n.VModule, err)
+		}
+	}
+	return n.shareLogging(nil)
+}
+
+// shareLogging makes the log verbosity one setting of the process: the
+// components run in one process and share klog, and a component that
+// applies a verbosity different from the one already applied stops the
+// process. A v or vmodule in the node's or the given pass-through args is
+// taken out of them and raises Verbosity (the highest wins) or sets VModule
+// (two different ones are an error); then every component gets the same
+// v and vmodule. Running it again changes nothing.
+func (n *Node) shareLogging(more map[string]*[]string) error {
+	lists := map[string]*[]string{"--kubelet-arg": &n.KubeletArgs, "--kube-proxy-arg": &n.KubeProxyArgs}
+	for k, v := range more {
+		lists[k] = v
+	}
+	names := make([]string, 0, len(lists))
+	for name := range lists {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		list := lists[name]
+		var kept []string
+		for _, a := range *list {
+			k, val, _ := strings.Cut(a, "=")
+			switch strings.TrimLeft(k, "-") {
+			case "v":
+				v, err := strconv.Atoi(val)
+				if err != nil || v < 0 {
+					return fmt.Errorf("%s %q: v must be a number, 0 or more", name, a)
+				}
+				n.Verbosity = max(n.Verbosity, v)
+			case "vmodule":
+				if err := validVModule(val); err != nil {
+					return fmt.Errorf("%s %q: %v", name, a, err)
+				}
+				if n.VModule != "" && n.VModule != val {
+					return fmt.Errorf("%s %q: another vmodule, %q, is set too; the components share one logger: give one, e.g. with --vmodule", name, a, n.VModule)
+				}
+				n.VModule = val
+			default:
+				kept = append(kept, a)
+			}
+		}
+		*list = kept
+	}
+	for _, name := range names {
+		list := lists[name]
+		if n.Verbosity > 0 {
+			*list = append(*list, "v="+strconv.Itoa(n.Verbosity))
+		}
+		if n.VModule != "" {
+			*list = append(*list, "vmodule="+n.VModule)
 		}
 	}
 	return nil
@@ -535,6 +611,17 @@ func (a *Agent) Validate() error {
 			return fmt.Errorf("--node-ip not given and none found: %v", err)
 		}
 		a.NodeIP = ip.String()
+	}
+	return nil
+}
+
+// validVModule checks klog's vmodule syntax: pattern=N, comma-separated.
+func validVModule(s string) error {
+	for _, item := range strings.Split(s, ",") {
+		pattern, level, ok := strings.Cut(item, "=")
+		if n, err := strconv.Atoi(level); !ok || pattern == "" || err != nil || n < 0 {
+			return fmt.Errorf("%q is not pattern=N", item)
+		}
 	}
 	return nil
 }

@@ -228,3 +228,59 @@ func TestAgentNetworkPolicyFlag(t *testing.T) {
 		}
 	}
 }
+
+// The components share one logger: a verbosity given to one of them, or to
+// distro, reaches them all, and the process's verbosity is the highest.
+func TestVerbosityIsShared(t *testing.T) {
+	s, err := parse(t, []string{"--kubelet-arg=v=4", "--kube-apiserver-arg=v=2", "--kube-proxy-arg=proxy-mode=iptables", "--vmodule=cni*=5"}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Verbosity != 4 || s.VModule != "cni*=5" {
+		t.Fatalf("verbosity %d, vmodule %q", s.Verbosity, s.VModule)
+	}
+	for name, list := range map[string][]string{
+		"kubelet": s.KubeletArgs, "kube-proxy": s.KubeProxyArgs, "apiserver": s.KubeAPIServerArgs,
+		"scheduler": s.KubeSchedulerArgs, "controller-manager": s.KubeControllerManagerArgs,
+	} {
+		var got []string
+		for _, a := range list {
+			if strings.HasPrefix(a, "v=") || strings.HasPrefix(a, "vmodule=") {
+				got = append(got, a)
+			}
+		}
+		if strings.Join(got, " ") != "v=4 vmodule=cni*=5" {
+			t.Errorf("%s args %q: want v=4 and vmodule=cni*=5 once", name, list)
+		}
+	}
+	if len(s.KubeProxyArgs) != 3 || s.KubeProxyArgs[0] != "proxy-mode=iptables" {
+		t.Errorf("kube-proxy args %q: its own flag lost", s.KubeProxyArgs)
+	}
+	// Validate again (the config is checked more than once): no change.
+	before := strings.Join(s.KubeletArgs, " ")
+	if err := s.Validate(); err != nil || strings.Join(s.KubeletArgs, " ") != before {
+		t.Fatalf("second Validate: %v, kubelet args %q (was %q)", err, s.KubeletArgs, before)
+	}
+
+	s, err = parse(t, []string{"-v", "3"}, "")
+	if err != nil || s.Verbosity != 3 || strings.Join(s.KubeSchedulerArgs, " ") != "v=3" {
+		t.Fatalf("-v 3: err %v, verbosity %d, scheduler args %q", err, s.Verbosity, s.KubeSchedulerArgs)
+	}
+	s, err = parse(t, nil, "")
+	if err != nil || s.Verbosity != 0 || len(s.KubeletArgs) != 0 {
+		t.Fatalf("no verbosity: err %v, verbosity %d, kubelet args %q", err, s.Verbosity, s.KubeletArgs)
+	}
+
+	for _, bad := range [][]string{
+		{"--kubelet-arg=v=high"},
+		{"--kube-proxy-arg=v=-1"},
+		{"--kubelet-arg=vmodule=a=1", "--kube-scheduler-arg=vmodule=b=2"},
+		{"--vmodule=cni"},
+	} {
+		if _, err := parse(t, bad, ""); err == nil {
+			t.Errorf("%q: no error", bad)
+		} else {
+			t.Logf("%q: %v", bad, err)
+		}
+	}
+}

@@ -58,7 +58,11 @@ func TestAgentJoins(t *testing.T) {
 	withTestImage(t, agentDir)
 	tokenFile := filepath.Join(dir, "token")
 	os.WriteFile(tokenFile, []byte(token+"\n"), 0o600)
-	cmd := exec.Command(distroBin(t), "agent", "--config", cfg, "--server", server, "--token-file", tokenFile, "--data-dir", agentDir, "--node-name", "worker-1", "--node-label", "tier=test")
+	cmd := exec.Command(distroBin(t), "agent", "--config", cfg, "--server", server, "--token-file", tokenFile, "--data-dir", agentDir, "--node-name", "worker-1", "--node-label", "tier=test",
+		// A verbosity for one component is the process's: the kubelet and
+		// kube-proxy share one logger (kube-proxy used to stop the agent
+		// when its verbosity differed from the kubelet's).
+		"--kubelet-arg", "v=2")
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -117,6 +121,15 @@ func TestAgentJoins(t *testing.T) {
 	}
 
 	checkCrictl(t, agentDir, "p", "hello-from-agent", []string{"echo", "exec-on-agent"}, "exec-on-agent")
+	mu.Lock()
+	verbose := strings.Contains(log.String(), "SyncLoop ADD") // the kubelet's, at v=2
+	mu.Unlock()
+	if !verbose {
+		t.Error("--kubelet-arg v=2: the agent's log has no v=2 line of the kubelet (SyncLoop ADD)")
+	}
+	if st, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/stat"); err != nil || strings.Contains(string(st), ") Z ") {
+		t.Errorf("the agent with --kubelet-arg v=2 has exited: %v %s", err, st)
+	}
 
 	// Another host cannot take over the node's name.
 	if out, err := agentRun(t, "--config", cfg, "--server", server, "--token", token, "--data-dir", filepath.Join(dir, "other"), "--node-name", "worker-1"); err == nil || !strings.Contains(out, "node password rejected") {
