@@ -60,6 +60,7 @@ type Agent struct {
 	ContainerdRun  string // containerd's state and socket
 	Socket         string
 	Images         string // image tarballs imported at start (airgap)
+	ImportRecord   string // what the image import stored, by tarball
 	CNIConf        string
 	Etc            string // generated configs
 	Cred           string // node kubeconfigs and certificates
@@ -76,6 +77,7 @@ func NewAgent(dataDir string) Agent {
 		ContainerdRun:  run,
 		Socket:         filepath.Join(run, "containerd.sock"),
 		Images:         filepath.Join(root, "images"),
+		ImportRecord:   filepath.Join(root, "containerd", "distro-imported-images.json"),
 		CNIConf:        filepath.Join(root, "etc", "cni", "net.d"),
 		Etc:            filepath.Join(root, "etc"),
 		Cred:           filepath.Join(root, "cred"),

@@ -93,7 +93,7 @@ func Components(cfg Config) (runtime component.Component, rest []component.Compo
 	kubeletArgs, _ := config.ParseArgs("--kubelet-arg", cfg.KubeletArgs) // checked by Validate
 	proxyArgs, _ := config.ParseArgs("--kube-proxy-arg", cfg.KubeProxyArgs)
 	paths := datadir.NewAgent(cfg.DataDir)
-	importer := images.NewImporter(paths.Socket, rt.Images(), paths.Images)
+	importer := images.NewImporter(paths.Socket, paths.ImportRecord, rt.Images(), paths.Images)
 	// NetworkPolicies: the controller reads pods, namespaces and policies
 	// with the node's pod-network identity (RBAC distro:network-policy);
 	// turned off, it leaves no rule behind.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -236,7 +237,23 @@ func TestNodeRunsPods(t *testing.T) {
 		t.Errorf("SIGTERM with a node: took %s (want ≤ 20 s), etcd closed cleanly: %v", took, strings.Contains(s.Log(), "etcd closed"))
 	}
 	t.Logf("shutdown with a node took %.1fs", took.Seconds())
+	// A warm restart reads again only the image tarballs that changed: the
+	// bundle's pause.tar is skipped, busybox.tar (touched) is imported.
+	busybox := filepath.Join(s.DataDir, "agent", "images", "busybox.tar")
+	if err := os.Chtimes(busybox, time.Now(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	s.Start()
+	Eventually(t, time.Minute, "images imported after restart", func() error {
+		if !strings.Contains(s.Log(), "images imported in") {
+			return fmt.Errorf("no 'images imported' line yet")
+		}
+		return nil
+	})
+	imported := regexp.MustCompile(`images imported in .*not read again.*`).FindString(s.Log())
+	if !strings.Contains(imported, "pause.tar") || strings.Contains(s.Log(), "imported pause.tar") || !strings.Contains(s.Log(), "imported busybox.tar ("+TestImage+")") {
+		t.Errorf("warm restart: want pause.tar skipped and the touched busybox.tar imported again; log:\n%s", s.Tail(40))
+	}
 	check("after restart")
 
 	// distro-killall.sh leaves no container, mount or interface.
