@@ -415,7 +415,7 @@ func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.BoolVar(&n.DisableNetworkPolicy, "disable-network-policy", false, "do not enforce NetworkPolicies on this node, and remove the rules an earlier run left")
 	fs.BoolVar(&n.DisableEmbeddedRegistry, "disable-embedded-registry", false, "do not serve this node's images to the other nodes, nor pull from them (embedded registry mirror, port 6543)")
 	fs.StringVar(&n.RegistriesConfig, "registries-config", registries.DefaultPath, "registry mirrors and credentials (k3s registries.yaml format); re-read while running")
-	fs.BoolVar(&n.EnablePprof, "enable-pprof", false, "serve Go's pprof profiles of the distro process (heap, CPU, goroutines) on --pprof-address")
+	fs.BoolVar(&n.EnablePprof, "enable-pprof", false, "serve Go's pprof profiles of the distro process (heap, CPU, goroutines) on --pprof-address, and containerd's on a unix socket in its state folder")
 	fs.StringVar(&n.PprofAddress, "pprof-address", "127.0.0.1:6060", "address of the pprof endpoint (with --enable-pprof)")
 	fs.IntVarP(&n.Verbosity, "v", "v", 0, "log verbosity of every component (they share one logger; a v in --kubelet-arg and the like sets it too)")
 	fs.StringVar(&n.VModule, "vmodule", "", "per-file log verbosity of every component, pattern=N,... (klog's --vmodule)")

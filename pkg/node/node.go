@@ -107,7 +107,8 @@ func Components(cfg Config) (runtime component.Component, rest []component.Compo
 	}
 	runtime = component.Group("container runtime",
 		&containerd.Containerd{Paths: paths, Bin: rt.Bin(), BinReady: bundleReady,
-			Registries: cfg.RegistriesConfig, RegistriesRequired: cfg.RegistriesConfig != registries.DefaultPath, Peers: peers},
+			Registries: cfg.RegistriesConfig, RegistriesRequired: cfg.RegistriesConfig != registries.DefaultPath, Peers: peers,
+			Debug: cfg.EnablePprof},
 		embedded,
 		importer,
 	)

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -115,7 +116,7 @@ spec:
 
 func TestNodeRunsPods(t *testing.T) {
 	requireRoot(t)
-	s := NewServer(t)
+	s := NewServer(t, "--enable-pprof", "--pprof-address", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 	withTestImage(t, s.DataDir)
 	s.Start()
 
@@ -125,6 +126,7 @@ func TestNodeRunsPods(t *testing.T) {
 		}
 		return nil
 	})
+	checkContainerdProfile(t)
 	nodes := s.MustKubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.labels}")
 	if !strings.Contains(nodes, `"node-role.kubernetes.io/control-plane":"true"`) {
 		t.Errorf("node labels %s", nodes)
@@ -308,5 +310,26 @@ func checkCrictl(t *testing.T, dataDir, container, logWant string, execCmd []str
 	}
 	if out := crictl(append([]string{"exec", ids[0]}, execCmd...)...); !strings.Contains(out, execWant) {
 		t.Errorf("crictl exec %v: %q, want %q", execCmd, out, execWant)
+	}
+}
+
+// checkContainerdProfile fetches containerd's heap profile from its debug
+// socket (--enable-pprof) and checks it is containerd's.
+func checkContainerdProfile(t *testing.T) {
+	t.Helper()
+	const sock = "/run/distro/containerd/debug.sock"
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		},
+	}}
+	resp, err := client.Get("http://containerd/debug/pprof/heap?debug=1")
+	if err != nil {
+		t.Fatalf("containerd's profile (--enable-pprof): %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "github.com/containerd/containerd/v2/") {
+		t.Fatalf("containerd's heap profile on %s: status %d, %d bytes without containerd's frames", sock, resp.StatusCode, len(body))
 	}
 }

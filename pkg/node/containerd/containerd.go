@@ -47,6 +47,15 @@ type Containerd struct {
 	// Peers, when set, gives the embedded registry mirrors to try first
 	// (nil: none yet); it is asked at every RegistriesPoll.
 	Peers func() *registries.Peers
+	// Debug, when set (--enable-pprof), has containerd serve Go's pprof
+	// profiles and expvars on the unix socket DebugSocket.
+	Debug bool
+}
+
+// DebugSocket is containerd's debug endpoint (with Debug):
+// curl --unix-socket DebugSocket http://containerd/debug/pprof/heap.
+func (c *Containerd) DebugSocket() string {
+	return filepath.Join(c.Paths.ContainerdRun, "debug.sock")
 }
 
 // peers are the embedded mirrors, for the registries reg has them serve.
@@ -70,6 +79,11 @@ state = "{{.State}}"
 
 [grpc]
   address = "{{.Socket}}"
+{{- if .Debug}}
+
+[debug]
+  address = "{{.Debug}}"
+{{- end}}
 
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
@@ -93,10 +107,14 @@ state = "{{.State}}"
 // Config renders containerd's config, with the registry settings of reg.
 func (c *Containerd) Config(restrictOOM, systemd bool, reg *registries.Config) ([]byte, error) {
 	var b bytes.Buffer
+	debug := ""
+	if c.Debug {
+		debug = c.DebugSocket()
+	}
 	err := configTmpl.Execute(&b, map[string]interface{}{
 		"Root": c.Paths.Containerd, "State": c.Paths.ContainerdRun, "Socket": c.Paths.Socket,
 		"Pause": PauseImage, "RestrictOOM": restrictOOM, "Bin": c.Bin, "SystemdCgroup": systemd,
-		"CNIConf": c.Paths.CNIConf,
+		"CNIConf": c.Paths.CNIConf, "Debug": debug,
 	})
 	if err != nil {
 		return nil, err
@@ -174,6 +192,9 @@ func (c *Containerd) runOnce(ctx context.Context, ready func(), cfgPath string, 
 	cmd.Env = append(cmd.Env, profiling.GOGCEnv()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	klog.Infof("starting containerd (socket %s, log %s)", c.Paths.Socket, c.Paths.ContainerdLogs)
+	if c.Debug {
+		klog.Infof("containerd serves Go profiles on unix socket %s: curl --unix-socket %s http://containerd/debug/pprof/", c.DebugSocket(), c.DebugSocket())
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start containerd: %w", err)
 	}
