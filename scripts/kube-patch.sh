@@ -83,6 +83,19 @@ patch pkg/kubelet/volumemanager/volume_manager.go \
 	$'\tpodAttachAndMountRetryInterval = 300 * time.Millisecond' \
 	$'\tpodAttachAndMountRetryInterval = 20 * time.Millisecond'
 
+# The apiserver is ready once its post-start hooks are done; two of them,
+# which create the bootstrap RBAC roles and the system PriorityClasses,
+# wait a whole second before their first attempt (wait.Poll), so every
+# start, cold or warm, waited ~1 s with nothing to do (readyz listed only
+# these two). They try at once now, and every second after a failure as
+# upstream does.
+patch pkg/registry/rbac/rest/storage_rbac.go \
+	$'\t\terr := wait.Poll(1*time.Second, 30*time.Second, func() (done bool, err error) {' \
+	$'\t\terr := wait.PollImmediate(1*time.Second, 30*time.Second, func() (done bool, err error) {'
+patch pkg/registry/scheduling/rest/storage_scheduling.go \
+	$'\t\terr := wait.Poll(1*time.Second, 30*time.Second, func() (done bool, err error) {' \
+	$'\t\terr := wait.PollImmediate(1*time.Second, 30*time.Second, func() (done bool, err error) {'
+
 {
 	echo '{"Replace": {'
 	for i in "${!overlay[@]}"; do
