@@ -27,9 +27,9 @@ deps:
 
 build: $(BIN)
 
-# Go commands of the main module build against k8s.io/kubernetes with the
-# kubelet timing patches of scripts/kube-patch.sh (a symlink to the module
-# cache, the changed files laid over it with -overlay, a go.work). Rerun on
+# Go commands of the main module build against k8s.io/kubernetes and flannel
+# with the timing patches of scripts/kube-patch.sh (a symlink to each module
+# in the cache, the changed files laid over it with -overlay, a go.work). Rerun on
 # every make: it takes a fraction of a second and follows go.mod.
 KUBE := $(CURDIR)/build/kube
 GOMAINENV = GOWORK=$(KUBE)/go.work GOFLAGS="$(GOFLAGS) -overlay=$(KUBE)/overlay.json"

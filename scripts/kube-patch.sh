@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Builds distro against k8s.io/kubernetes with a few one-line changes to
-# timings that upstream fixes as Go constants (no flag, no config field):
+# Builds distro against k8s.io/kubernetes and github.com/flannel-io/flannel
+# with a few one-line changes to timings that upstream fixes as Go constants
+# (no flag, no config field):
 #
 #   scripts/kube-patch.sh [OUT]      OUT defaults to build/kube
 #
 # writes
-#   OUT/kubernetes      a symlink to the module in GOMODCACHE (read-only,
-#                       never modified)
-#   OUT/patched/…       the changed files
+#   OUT/<name>          a symlink to each patched module in GOMODCACHE
+#                       (read-only, never modified): OUT/kubernetes,
+#                       OUT/flannel
+#   OUT/patched/<name>/…  the changed files
 #   OUT/overlay.json    `go build -overlay`: each changed file over the
 #                       symlinked module's original
-#   OUT/go.work         the main module, with k8s.io/kubernetes replaced by
-#                       OUT/kubernetes
+#   OUT/go.work         the main module, with each patched module replaced
+#                       by its symlink
 #
 # The Makefile runs every Go command of the main module with
 # GOWORK=OUT/go.work GOFLAGS=-overlay=OUT/overlay.json. Go refuses an overlay
@@ -19,9 +21,9 @@
 # it. A plain `go build ./cmd/distro` without these still builds a working
 # distro, with upstream's timings.
 #
-# Every patch names the exact upstream line it replaces: when a Kubernetes
-# update changes that line, this script fails naming the file and the line
-# instead of building something unpatched.
+# Every patch names the exact upstream line it replaces: when an update of
+# the module changes that line, this script fails naming the file and the
+# line instead of building something unpatched.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -30,38 +32,49 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
 export GOWORK=off GOFLAGS=
-version=$(cd "$root" && go list -m -f '{{.Version}}' k8s.io/kubernetes)
-dir=$(cd "$root" && go mod download -json "k8s.io/kubernetes@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-if [ -z "$dir" ] || [ ! -d "$dir" ]; then
-	echo "kube-patch: k8s.io/kubernetes@$version is not in the module cache (go mod download failed)" >&2
-	exit 1
-fi
 goversion=$(sed -n 's/^go //p' "$root/go.mod")
 
 tmp=$(mktemp -d "$out/.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-overlay=()
+overlay=() replaces=() links=()
 
-# patch FILE OLD NEW: replace the line OLD (exact, once) of the module's
-# FILE by NEW; several patches of one file apply in turn to its copy.
+# module NAME PATH: the patches that follow apply to module PATH (at the
+# version go.mod requires), linked as OUT/NAME.
+module() {
+	name=$1 modpath=$2
+	version=$(cd "$root" && go list -m -f '{{.Version}}' "$modpath")
+	dir=$(cd "$root" && go mod download -json "$modpath@$version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+	if [ -z "$dir" ] || [ ! -d "$dir" ]; then
+		echo "kube-patch: $modpath@$version is not in the module cache (go mod download failed)" >&2
+		exit 1
+	fi
+	replaces+=("replace $modpath $version => ./$name")
+	links+=("$name=$dir")
+}
+
+# patch FILE OLD NEW: replace the line OLD (exact, once) of the current
+# module's FILE by NEW; several patches of one file apply in turn to its
+# copy.
 patch() {
 	local file=$1 old=$2 new=$3
-	local dst=$tmp/patched/$file
+	local dst=$tmp/patched/$name/$file
 	if [ ! -f "$dst" ]; then
 		mkdir -p "$(dirname "$dst")"
 		cp "$dir/$file" "$dst"
 		chmod u+w "$dst"
-		overlay+=("\"$out/kubernetes/$file\": \"$out/patched/$file\"")
+		overlay+=("\"$out/$name/$file\": \"$out/patched/$name/$file\"")
 	fi
 	if [ "$(grep -cxF -- "$old" "$dst")" != 1 ]; then
-		echo "kube-patch: $file of k8s.io/kubernetes@$version no longer has exactly one line" >&2
+		echo "kube-patch: $file of $modpath@$version no longer has exactly one line" >&2
 		echo "kube-patch:   $old" >&2
-		echo "kube-patch: update the patch in scripts/kube-patch.sh for this Kubernetes version" >&2
+		echo "kube-patch: update the patch in scripts/kube-patch.sh for this version" >&2
 		exit 1
 	fi
 	OLD=$old NEW=$new awk '$0 == ENVIRON["OLD"] { print ENVIRON["NEW"]; next } { print }' "$dst" > "$dst.new"
 	mv "$dst.new" "$dst"
 }
+
+module kubernetes k8s.io/kubernetes
 
 # A starting pod waits for its volumes (every pod has at least its
 # service-account token) in three loops of the kubelet's volume manager:
@@ -96,6 +109,16 @@ patch pkg/registry/scheduling/rest/storage_scheduling.go \
 	$'\t\terr := wait.Poll(1*time.Second, 30*time.Second, func() (done bool, err error) {' \
 	$'\t\terr := wait.PollImmediate(1*time.Second, 30*time.Second, func() (done bool, err error) {'
 
+module flannel github.com/flannel-io/flannel
+
+# flannel's subnet manager starts its node informer, then checks whether it
+# has synced at once (it has not, a few milliseconds in) and then once a
+# second: a node's pod network, and so its Ready, waited ~1 s for an
+# informer that had synced long before. It checks every 50 ms now.
+patch pkg/subnet/kube/kube.go \
+	$'\t\terr = wait.PollUntilContextTimeout(ctx, time.Second, nodeControllerSyncTimeout, true, func(context.Context) (bool, error) {' \
+	$'\t\terr = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, nodeControllerSyncTimeout, true, func(context.Context) (bool, error) {'
+
 {
 	echo '{"Replace": {'
 	for i in "${!overlay[@]}"; do
@@ -105,20 +128,22 @@ patch pkg/registry/scheduling/rest/storage_scheduling.go \
 	done
 	echo '}}'
 } > "$tmp/overlay.json"
-cat > "$tmp/go.work" <<EOF
-// Generated by scripts/kube-patch.sh: the main module with k8s.io/kubernetes
-// replaced by its patched copy (see that script).
-go $goversion
-
-use $root
-
-replace k8s.io/kubernetes $version => ./kubernetes
-EOF
+{
+	echo "// Generated by scripts/kube-patch.sh: the main module with the patched"
+	echo "// modules replaced by their copies (see that script)."
+	echo "go $goversion"
+	echo
+	echo "use $root"
+	echo
+	printf '%s\n' "${replaces[@]}"
+} > "$tmp/go.work"
 
 # Swap the results in only once all of them are written.
 rm -rf "$out/patched"
 mv "$tmp/patched" "$out/patched"
-ln -sfn "$dir" "$out/kubernetes"
+for l in "${links[@]}"; do
+	ln -sfn "${l#*=}" "$out/${l%%=*}"
+done
 mv "$tmp/overlay.json" "$out/overlay.json"
 mv "$tmp/go.work" "$out/go.work"
-echo "kube-patch: k8s.io/kubernetes@$version with ${#overlay[@]} patched file(s) in $out"
+echo "kube-patch: ${#overlay[@]} patched file(s) of ${#links[@]} module(s) in $out: ${replaces[*]}"
