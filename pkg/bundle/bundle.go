@@ -21,6 +21,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"k8s.io/klog/v2"
+
+	"distro/pkg/profiling"
 )
 
 //go:embed assets
@@ -223,25 +225,16 @@ func untar(r io.Reader, dst string) error {
 // The pages stay in the page cache; anything else there that is read again
 // is mapped back in on access (it is a read-only file mapping).
 func releaseArchivePages() {
-	exe, err := os.Readlink("/proc/self/exe")
+	maps, err := profiling.ExecutableMappings()
 	if err != nil {
 		return
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(maps), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[1] != "r--p" || f[5] != exe {
+	for _, m := range maps {
+		if m.Perms != "r--p" {
 			continue
 		}
-		var start, end uintptr
-		if _, err := fmt.Sscanf(f[0], "%x-%x", &start, &end); err != nil || end <= start {
-			continue
-		}
-		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, start, end-start, unix.MADV_DONTNEED); errno != 0 {
-			klog.V(2).Infof("madvise %s: %v", f[0], errno)
+		if err := m.Advise(unix.MADV_DONTNEED); err != nil {
+			klog.V(2).Infof("madvise %x-%x: %v", m.Start, m.End, err)
 		}
 	}
 }

@@ -20,39 +20,69 @@ import (
 // binary is ~90 MB). It returns the bytes of the mappings advised; a
 // kernel without MADV_PAGEOUT is an error, and nothing is lost by it.
 func ReleaseExecutablePages() (int64, error) {
-	exe, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		return 0, err
-	}
-	ranges, err := readOnlyMappings("/proc/self/maps", exe)
+	maps, err := ExecutableMappings()
 	if err != nil {
 		return 0, err
 	}
 	var total int64
-	for _, r := range ranges {
-		if _, _, e := unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_PAGEOUT); e != 0 {
-			return total, fmt.Errorf("madvise(MADV_PAGEOUT) of %s: %v", exe, e)
+	for _, m := range readOnly(maps) {
+		if err := m.Advise(unix.MADV_PAGEOUT); err != nil {
+			return total, fmt.Errorf("madvise(MADV_PAGEOUT) of the executable: %v", err)
 		}
-		total += int64(r[1] - r[0])
+		total += int64(m.End - m.Start)
 	}
 	return total, nil
 }
 
-// readOnlyMappings lists the [start, end) address ranges of the mappings of
-// file path in a /proc/PID/maps file that are not writable (a writable
-// mapping's pages are the process's own copies, not the file's).
-func readOnlyMappings(maps, path string) ([][2]uintptr, error) {
+// readOnly keeps the mappings that are not writable (a writable mapping's
+// pages are the process's own copies, not the file's).
+func readOnly(maps []Mapping) []Mapping {
+	var out []Mapping
+	for _, m := range maps {
+		if !strings.Contains(m.Perms, "w") {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Mapping is one mapping of a file in a process's address space.
+type Mapping struct {
+	Start, End uintptr // [Start, End)
+	Perms      string  // as in /proc/PID/maps: r-xp, r--p, rw-p…
+}
+
+// Advise is madvise(2) of the mapping's whole range.
+func (m Mapping) Advise(advice int) error {
+	if _, _, e := unix.Syscall(unix.SYS_MADVISE, m.Start, m.End-m.Start, uintptr(advice)); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// ExecutableMappings lists the mappings of distro's own executable in this
+// process (its code, constant data and data).
+func ExecutableMappings() ([]Mapping, error) {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return nil, err
+	}
+	return mappingsOf("/proc/self/maps", exe)
+}
+
+// mappingsOf lists the mappings of file path in a /proc/PID/maps file.
+func mappingsOf(maps, path string) ([]Mapping, error) {
 	f, err := os.Open(maps)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var out [][2]uintptr
+	var out []Mapping
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		// start-end perms offset dev inode path
 		fields := strings.Fields(sc.Text())
-		if len(fields) < 6 || strings.Join(fields[5:], " ") != path || strings.Contains(fields[1], "w") {
+		if len(fields) < 6 || strings.Join(fields[5:], " ") != path {
 			continue
 		}
 		start, end, ok := strings.Cut(fields[0], "-")
@@ -64,7 +94,7 @@ func readOnlyMappings(maps, path string) ([][2]uintptr, error) {
 		if err1 != nil || err2 != nil || e <= s {
 			return nil, fmt.Errorf("%s: bad line %q", maps, sc.Text())
 		}
-		out = append(out, [2]uintptr{uintptr(s), uintptr(e)})
+		out = append(out, Mapping{Start: uintptr(s), End: uintptr(e), Perms: fields[1]})
 	}
 	return out, sc.Err()
 }

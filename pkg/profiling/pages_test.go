@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestReadOnlyMappings(t *testing.T) {
+func TestMappingsOf(t *testing.T) {
 	maps := filepath.Join(t.TempDir(), "maps")
 	os.WriteFile(maps, []byte(`00400000-04dae000 r-xp 00000000 fe:01 123 /usr/bin/distro server
 04dae000-0ed17000 r--p 049ae000 fe:01 123 /usr/bin/distro server
@@ -15,13 +15,16 @@ func TestReadOnlyMappings(t *testing.T) {
 7f7c5fc00000-7f7edfc00000 r--s 00000000 fe:01 99 /var/lib/db
 7ffd1000-7ffd2000 r-xp 00000000 fe:01 124 /usr/bin/distro
 `), 0o600)
-	got, err := readOnlyMappings(maps, "/usr/bin/distro server")
+	got, err := mappingsOf(maps, "/usr/bin/distro server")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := [][2]uintptr{{0x400000, 0x4dae000}, {0x4dae000, 0xed17000}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+	want := []Mapping{{0x400000, 0x4dae000, "r-xp"}, {0x4dae000, 0xed17000, "r--p"}, {0xed17000, 0xeeab000, "rw-p"}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 		t.Fatalf("got %x, want %x", got, want)
+	}
+	if ro := readOnly(got); len(ro) != 2 || ro[0] != want[0] || ro[1] != want[1] {
+		t.Fatalf("read-only mappings %x, want %x", ro, want[:2])
 	}
 }
 
