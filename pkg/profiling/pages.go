@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -32,6 +34,44 @@ func ReleaseExecutablePages() (int64, error) {
 		total += int64(m.End - m.Start)
 	}
 	return total, nil
+}
+
+// ReleaseProcessExecutablePages is ReleaseExecutablePages for another
+// process that distro started (containerd): process_madvise(MADV_PAGEOUT)
+// of the read-only mappings of pid's executable (Linux 5.10 and later; the
+// caller needs CAP_SYS_NICE). It returns the process's file-backed RSS
+// before and after, in bytes.
+func ReleaseProcessExecutablePages(pid int) (before, after int64, err error) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	exe, err := os.Readlink(dir + "/exe")
+	if err != nil {
+		return 0, 0, err
+	}
+	maps, err := mappingsOf(dir+"/maps", exe)
+	if err != nil {
+		return 0, 0, err
+	}
+	// struct iovec, with addresses of pid's address space.
+	type iovec struct{ base, len uintptr }
+	var iov []iovec
+	for _, m := range readOnly(maps) {
+		iov = append(iov, iovec{m.Start, m.End - m.Start})
+	}
+	if len(iov) == 0 {
+		return 0, 0, fmt.Errorf("no read-only mapping of %s in process %d", exe, pid)
+	}
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return 0, 0, fmt.Errorf("pidfd_open of process %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	before = fileRSSOf(dir + "/status")
+	_, _, e := unix.Syscall6(unix.SYS_PROCESS_MADVISE, uintptr(pidfd), uintptr(unsafe.Pointer(&iov[0])), uintptr(len(iov)), unix.MADV_PAGEOUT, 0, 0)
+	runtime.KeepAlive(iov)
+	if e != 0 {
+		return before, before, fmt.Errorf("process_madvise(MADV_PAGEOUT) of %s: %w", exe, e)
+	}
+	return before, fileRSSOf(dir + "/status"), nil
 }
 
 // readOnly keeps the mappings that are not writable (a writable mapping's
@@ -101,8 +141,12 @@ func mappingsOf(maps, path string) ([]Mapping, error) {
 
 // fileRSS is the process's resident file-backed memory in bytes (RssFile
 // of /proc/self/status), or -1.
-func fileRSS() int64 {
-	data, err := os.ReadFile("/proc/self/status")
+func fileRSS() int64 { return fileRSSOf("/proc/self/status") }
+
+// fileRSSOf reads RssFile of a /proc/PID/status file, in bytes (-1 if it
+// cannot).
+func fileRSSOf(status string) int64 {
+	data, err := os.ReadFile(status)
 	if err != nil {
 		return -1
 	}

@@ -1,9 +1,13 @@
 package profiling
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestMappingsOf(t *testing.T) {
@@ -42,4 +46,44 @@ func TestReleaseExecutablePages(t *testing.T) {
 	if after := fileRSS(); after < 0 || after >= before {
 		t.Fatalf("file-backed RSS %d -> %d bytes", before, after)
 	}
+}
+
+// TestReleaseProcessExecutablePages runs the real process_madvise on a
+// child (this test binary, waiting on its stdin): its file-backed RSS must
+// shrink.
+func TestReleaseProcessExecutablePages(t *testing.T) {
+	if os.Getenv("PROFILING_TEST_CHILD") == "1" {
+		os.Stdout.Write([]byte("up\n"))
+		os.Stdin.Read(make([]byte, 1))
+		os.Exit(0)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReleaseProcessExecutablePages$")
+	cmd.Env = append(os.Environ(), "PROFILING_TEST_CHILD=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { stdin.Close(); cmd.Wait() }()
+	// "up": the child's runtime and test framework ran.
+	if _, err := stdout.Read(make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	before, after, err := ReleaseProcessExecutablePages(cmd.Process.Pid)
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EINVAL) {
+		t.Skipf("no process_madvise(MADV_PAGEOUT) here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before <= 0 || after < 0 || after >= before {
+		t.Fatalf("file-backed RSS of the child %d -> %d bytes", before, after)
+	}
+	t.Logf("child's file-backed RSS %d kB -> %d kB", before>>10, after>>10)
 }
