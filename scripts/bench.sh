@@ -199,7 +199,12 @@ fi
 if [[ $PARTS == *agent* ]]; then
 	start_server "$work/agent-server" "$work/agent-server.log"
 	agent_start=$(date +%s.%N)
-	"$BIN" agent --config "$work/config.yaml" --server "https://127.0.0.1:$PORT" \
+	# The agent runs from its own copy of the binary, as on its own host:
+	# with the server's file, the pages both map would count in both RSSs,
+	# and the kernel keeps those that another process maps when the agent
+	# hands the pages its boot touched back (profiling.AfterBoot).
+	cp "$BIN" "$work/distro-agent"
+	"$work/distro-agent" agent --config "$work/config.yaml" --server "https://127.0.0.1:$PORT" \
 		--token-file "$work/agent-server/server/token" --data-dir "$work/agent" --node-name bench-agent > "$work/agent.log" 2>&1 &
 	AGENT_PID=$!
 	for _ in $(seq 1 600); do grep -q " Ready in " "$work/agent.log" && break; sleep 0.1; done
