@@ -121,7 +121,24 @@ func TestEmbeddedRegistry(t *testing.T) {
 	})
 	must(t, "stop", "-t", "10", s)
 	if out, err := docker("exec", a2, "distro", "crictl", "pull", "distro.test/busybox:1"); err != nil {
-		t.Fatalf("agent 2 could not pull from agent 1 with the server stopped: %v\n%s", err, out)
+		// What agent 2's containerd was told to try, and what each host answered.
+		hosts, _ := docker("exec", a2, "cat", "/var/lib/distro/agent/etc/containerd/certs.d/distro.test/hosts.toml")
+		clog, _ := docker("exec", a2, "cat", "/var/lib/distro/agent/containerd/containerd.log")
+		tried := linesWith(clog, "distro.test")
+		tried = tried[max(0, len(tried)-20):]
+		logs, _ := docker("logs", a2)
+		peers := linesWith(logs, "registry mirror")
+		t.Fatalf("agent 2 could not pull from agent 1 with the server stopped: %v\n%s\n--- agent 2's hosts.toml for distro.test:\n%s\n--- agent 2's containerd:\n%s\n--- agent 2's mirror:\n%s", err, out, hosts, strings.Join(tried, "\n"), strings.Join(peers, "\n"))
 	}
+}
 
+// linesWith returns the lines of s that contain sub.
+func linesWith(s, sub string) []string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
