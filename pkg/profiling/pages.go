@@ -43,11 +43,7 @@ func ReleaseExecutablePages() (int64, error) {
 // before and after, in bytes.
 func ReleaseProcessExecutablePages(pid int) (before, after int64, err error) {
 	dir := "/proc/" + strconv.Itoa(pid)
-	exe, err := os.Readlink(dir + "/exe")
-	if err != nil {
-		return 0, 0, err
-	}
-	maps, err := mappingsOf(dir+"/maps", exe)
+	exe, maps, err := executableMappingsOf(dir)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -103,11 +99,19 @@ func (m Mapping) Advise(advice int) error {
 // ExecutableMappings lists the mappings of distro's own executable in this
 // process (its code, constant data and data).
 func ExecutableMappings() ([]Mapping, error) {
-	exe, err := os.Readlink("/proc/self/exe")
+	_, maps, err := executableMappingsOf("/proc/self")
+	return maps, err
+}
+
+// executableMappingsOf returns the executable of the process whose /proc
+// folder is dir, and its mappings.
+func executableMappingsOf(dir string) (string, []Mapping, error) {
+	exe, err := os.Readlink(dir + "/exe")
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	return mappingsOf("/proc/self/maps", exe)
+	maps, err := mappingsOf(dir+"/maps", exe)
+	return exe, maps, err
 }
 
 // mappingsOf lists the mappings of file path in a /proc/PID/maps file.
