@@ -216,7 +216,13 @@ func (c *Containerd) runOnce(ctx context.Context, ready func(), cfgPath string, 
 		for runCtx.Err() == nil {
 			if err := Ping(runCtx, c.Paths.Socket); err == nil {
 				ready()
-				releaseStartPages(cmd.Process.Pid)
+				// After the image import too: unpacking the carried
+				// images runs containerd's content and snapshot code.
+				select {
+				case <-profiling.BootWorkDone():
+					releaseStartPages(cmd.Process.Pid)
+				case <-runCtx.Done():
+				}
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -300,14 +306,15 @@ func SystemdCgroups() bool {
 }
 
 // releaseStartPages hands back to the kernel the pages of containerd's
-// executable that its start touched (the init code of every plugin it
-// links), as distro does with its own once booted; what containerd uses
-// again comes back from the page cache.
+// executable that its start and the node's image import touched (the init
+// code of every plugin it links, content ingestion, unpacking), as distro
+// does with its own once booted; what containerd uses again comes back from
+// the page cache.
 func releaseStartPages(pid int) {
 	before, after, err := profiling.ReleaseProcessExecutablePages(pid)
 	if err != nil {
-		klog.Infof("containerd: the executable's pages its start touched stay resident (%v)", err)
+		klog.Infof("containerd: the executable's pages its start and the image import touched stay resident (%v)", err)
 		return
 	}
-	klog.Infof("containerd: the executable's pages its start touched handed back to the kernel: file-backed RSS %d MB -> %d MB", before>>20, after>>20)
+	klog.Infof("containerd: the executable's pages its start and the image import touched handed back to the kernel: file-backed RSS %d MB -> %d MB", before>>20, after>>20)
 }

@@ -19,6 +19,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"distro/pkg/node/containerd"
+	"distro/pkg/profiling"
 )
 
 // Importer is the image import component. It is ready as soon as
@@ -32,12 +33,15 @@ type Importer struct {
 	// empty imports every tarball on every start.
 	Record string
 	done   chan struct{}
+	// bootWork is called when the import has ended, successful or not (see
+	// profiling.BootWork).
+	bootWork func()
 }
 
 // NewImporter returns the importer of the *.tar files in dirs, remembering
 // what it imported in record.
 func NewImporter(socket, record string, dirs ...string) *Importer {
-	return &Importer{Socket: socket, Record: record, Dirs: dirs, done: make(chan struct{})}
+	return &Importer{Socket: socket, Record: record, Dirs: dirs, done: make(chan struct{}), bootWork: profiling.BootWork()}
 }
 
 // Done is closed when every tarball is imported.
@@ -53,6 +57,23 @@ func (i *Importer) Name() string { return "image import" }
 // (same digests, pinned, unpacked), is not read again: a warm restart
 // spends no time hashing images it already has.
 func (i *Importer) Run(ctx context.Context, ready func()) error {
+	if i.bootWork != nil {
+		defer i.bootWork()
+	}
+	if err := i.importAll(ctx, ready); err != nil {
+		return err
+	}
+	close(i.done)
+	if i.bootWork != nil {
+		i.bootWork()
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// importAll imports every tarball, through a containerd client it closes
+// when done: nothing else needs it, and its connection's buffers would stay.
+func (i *Importer) importAll(ctx context.Context, ready func()) error {
 	c, err := containerd.New(i.Socket)
 	if err != nil {
 		return err
@@ -106,8 +127,6 @@ func (i *Importer) Run(ctx context.Context, ready func()) error {
 	} else {
 		klog.Infof("images imported in %.2fs", time.Since(start).Seconds())
 	}
-	close(i.done)
-	<-ctx.Done()
 	return nil
 }
 
