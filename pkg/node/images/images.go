@@ -57,16 +57,12 @@ func (i *Importer) Name() string { return "image import" }
 // (same digests, pinned, unpacked), is not read again: a warm restart
 // spends no time hashing images it already has.
 func (i *Importer) Run(ctx context.Context, ready func()) error {
-	if i.bootWork != nil {
-		defer i.bootWork()
-	}
-	if err := i.importAll(ctx, ready); err != nil {
+	err := i.importAll(ctx, ready)
+	i.bootWork()
+	if err != nil {
 		return err
 	}
 	close(i.done)
-	if i.bootWork != nil {
-		i.bootWork()
-	}
 	<-ctx.Done()
 	return nil
 }
