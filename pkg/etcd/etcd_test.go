@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"distro/pkg/config"
 	"distro/pkg/datadir"
 	"distro/pkg/etcd/snapshot"
 	"distro/pkg/pki"
@@ -306,5 +307,38 @@ func TestStalledLearnerRemoved(t *testing.T) {
 	}
 	if _, err := c.AddLearner(context.Background(), "next", fmt.Sprintf("https://127.0.0.1:%d", freePort(t))); err != nil {
 		t.Errorf("a server joining after the stalled learner was removed: %v", err)
+	}
+}
+
+// A lone member (a server that is not one of a cluster of servers) elects
+// itself on a 250 ms timeout of 50 ms ticks; a member of a cluster keeps
+// etcd's 100 ms / 1 s, and either setting given with --etcd-arg leaves both
+// to the user (etcd's own check then applies: timeout ≥ 5 ticks).
+func TestLoneMemberElectionTiming(t *testing.T) {
+	paths := datadir.NewServer(t.TempDir())
+	for _, tc := range []struct {
+		name           string
+		alone          bool
+		args           []config.Arg
+		tick, election uint
+	}{
+		{"lone member", true, nil, 50, 250},
+		{"member of a cluster", false, nil, 100, 1000},
+		{"lone member, heartbeat given", true, []config.Arg{{Key: "heartbeat-interval", Value: "200"}}, 200, 1000},
+		{"lone member, timeout given", true, []config.Arg{{Key: "election-timeout", Value: "3000"}}, 100, 3000},
+		{"lone member, other setting given", true, []config.Arg{{Key: "quota-backend-bytes", Value: "4294967296"}}, 50, 250},
+	} {
+		c := ForServer(paths, "test", 2379, 2380)
+		c.Alone, c.ExtraArgs = tc.alone, tc.args
+		cfg, err := c.Build()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if cfg.TickMs != tc.tick || cfg.ElectionMs != tc.election {
+			t.Errorf("%s: heartbeat %d ms, election timeout %d ms; want %d, %d", tc.name, cfg.TickMs, cfg.ElectionMs, tc.tick, tc.election)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: etcd refuses the settings: %v", tc.name, err)
+		}
 	}
 }

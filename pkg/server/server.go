@@ -74,6 +74,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	if ha {
 		ec.PeerHost = cfg.NodeIP
 	}
+	ec.Alone = !ha
 	_, statErr := os.Stat(paths.Root)
 	firstStart := os.IsNotExist(statErr)
 	firstStartDone := false
