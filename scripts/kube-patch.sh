@@ -132,6 +132,27 @@ patch util/workqueue/queue.go \
 	$'const defaultUnfinishedWorkUpdatePeriod = 500 * time.Millisecond' \
 	$'const defaultUnfinishedWorkUpdatePeriod = 5 * time.Second'
 
+# Every start of the apiserver makes a throwaway certificate for its
+# loopback client (its own controllers and post-start hooks talking to it,
+# never seen outside the process): a CA and a serving certificate, each
+# with a new 2048-bit RSA key. RSA key generation searches for primes and
+# took ~0.13 s of CPU on the apiserver's critical path (more when the search
+# is unlucky); P-256 keys take microseconds. Only the key type changes: same
+# names, lifetime and PEM layout (an "EC PRIVATE KEY" block). distro gives
+# every other component its certificate, so this is the only caller.
+patch util/cert/cert.go \
+	$'\t"crypto/rsa"' \
+	$'\t"crypto/ecdsa"; "crypto/elliptic"'
+patch util/cert/cert.go \
+	$'\tcaKey, err := rsa.GenerateKey(cryptorand.Reader, 2048)' \
+	$'\tcaKey, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)'
+patch util/cert/cert.go \
+	$'\tpriv, err := rsa.GenerateKey(cryptorand.Reader, 2048)' \
+	$'\tpriv, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)'
+patch util/cert/cert.go \
+	$'\tif err := pem.Encode(&keyBuffer, &pem.Block{Type: keyutil.RSAPrivateKeyBlockType, Bytes: x509.MarshalPKCS1PrivateKey(priv)}); err != nil {' \
+	$'\tif keyPEM, err := keyutil.MarshalPrivateKeyToPEM(priv); err != nil { return nil, nil, err } else if _, err := keyBuffer.Write(keyPEM); err != nil {'
+
 {
 	echo '{"Replace": {'
 	for i in "${!overlay[@]}"; do
