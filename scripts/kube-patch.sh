@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Builds distro against k8s.io/kubernetes and github.com/flannel-io/flannel
-# with a few one-line changes to timings that upstream fixes as Go constants
-# (no flag, no config field):
+# with a few one-line changes to what upstream fixes in code (no flag, no
+# config field): timings that are Go constants, and the key type of the
+# apiserver's throwaway loopback certificate:
 #
 #   scripts/kube-patch.sh [OUT]      OUT defaults to build/kube
 #
 # writes
 #   OUT/<name>          a symlink to each patched module in GOMODCACHE
 #                       (read-only, never modified): OUT/kubernetes,
-#                       OUT/flannel
+#                       OUT/flannel, OUT/client-go
 #   OUT/patched/<name>/…  the changed files
 #   OUT/overlay.json    `go build -overlay`: each changed file over the
 #                       symlinked module's original
