@@ -8,11 +8,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/component"
+	"distro/pkg/kubeclient"
 )
 
 // ReadyLogger is a component that logs "node <name> Ready in N s" once the
@@ -22,7 +22,7 @@ func ReadyLogger(client kubernetes.Interface, name string, start time.Time, labe
 	return component.Func{N: "node " + name, F: func(ctx context.Context, ready func()) error {
 		ready()
 		labeled, logged := len(labels) == 0, false
-		_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_ = kubeclient.PollStart(ctx, func(ctx context.Context) (bool, error) {
 			n, err := client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
 				return false, nil

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/datadir"
@@ -123,7 +122,7 @@ func (n *Network) waitPodCIDR(ctx context.Context) error {
 		return err
 	}
 	logged := time.Time{}
-	return wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	return kubeclient.PollStart(ctx, func(ctx context.Context) (bool, error) {
 		node, err := client.CoreV1().Nodes().Get(ctx, n.NodeName, metav1.GetOptions{})
 		if err == nil && node.Spec.PodCIDR != "" {
 			return true, nil

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	kubeletapp "k8s.io/kubernetes/cmd/kubelet/app"
 
@@ -149,7 +148,7 @@ func (k *Kubelet) waitRegistered(ctx context.Context, ready func()) {
 		klog.Errorf("kubelet: cannot watch for its Node: %v", err)
 		return
 	}
-	_ = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+	_ = kubeclient.PollStart(ctx, func(ctx context.Context) (bool, error) {
 		_, err := client.CoreV1().Nodes().Get(ctx, k.NodeName, metav1.GetOptions{})
 		return err == nil, nil
 	})
