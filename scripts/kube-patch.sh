@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds distro against k8s.io/kubernetes and github.com/flannel-io/flannel
-# with a few one-line changes to what upstream fixes in code (no flag, no
-# config field): timings that are Go constants, and the key type of the
-# apiserver's throwaway loopback certificate:
+# Builds distro against k8s.io/kubernetes, k8s.io/client-go and
+# github.com/flannel-io/flannel with a few one-line changes to what upstream
+# fixes in code (no flag, no config field): timings that are Go constants,
+# and the key type of the apiserver's throwaway loopback certificate:
 #
 #   scripts/kube-patch.sh [OUT]      OUT defaults to build/kube
 #
