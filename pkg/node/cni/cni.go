@@ -59,7 +59,11 @@ func Conflist(podCIDR string, mtu int) ([]byte, error) {
 					"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
 				},
 			},
-			map[string]interface{}{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true},
+			// The backend is named: without it, portmap runs `iptables`
+			// twice on every pod's network setup and teardown to choose one,
+			// even for pods without a hostPort (most). distro needs iptables
+			// anyway (ensureIptables), so that choice is always iptables.
+			map[string]interface{}{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true, "backend": "iptables"},
 			map[string]interface{}{"type": "bandwidth", "capabilities": map[string]bool{"bandwidth": true}},
 		},
 	}, "", "  ")
