@@ -112,7 +112,21 @@ spec:
     image: ` + TestImage + `
     imagePullPolicy: Never
     command: ["/bin/sh", "-c", "exec sleep 100000"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hostport}
+spec:
+  containers:
+  - name: hp
+    image: ` + TestImage + `
+    imagePullPolicy: Never
+    command: ["/bin/sh", "-c", "echo hello from hostport > /www/index.html; exec httpd -f -p 8080 -h /www"]
+    ports: [{containerPort: 8080, hostPort: ` + hostPort + `}]
 `
+
+// hostPort is the hostPort test pod's port on the node (portmap's DNAT).
+const hostPort = "18580"
 
 func TestNodeRunsPods(t *testing.T) {
 	requireRoot(t)
@@ -144,7 +158,7 @@ func TestNodeRunsPods(t *testing.T) {
 	os.WriteFile(manifest, []byte(webManifest), 0o644)
 	s.MustKubectl("apply", "-f", manifest)
 	s.MustKubectl("wait", "--for=condition=Available", "deployment/web", "--timeout=120s")
-	s.MustKubectl("wait", "--for=condition=Ready", "pod/client", "--timeout=120s")
+	s.MustKubectl("wait", "--for=condition=Ready", "pod/client", "pod/hostport", "--timeout=120s")
 
 	podIPs := strings.Fields(s.MustKubectl("get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].status.podIP}"))
 	if len(podIPs) != 2 {
@@ -167,6 +181,13 @@ func TestNodeRunsPods(t *testing.T) {
 		}
 		Eventually(t, 30*time.Second, when+": NodePort from the host", func() error {
 			_, err := httpGet(fmt.Sprintf("http://%s:%s/", nodeIP, nodePort))
+			return err
+		})
+		Eventually(t, 30*time.Second, when+": hostPort from the host", func() error {
+			body, err := httpGet("http://" + net.JoinHostPort(nodeIP, hostPort) + "/")
+			if err == nil && !strings.Contains(body, "hello from hostport") {
+				err = fmt.Errorf("body %q", body)
+			}
 			return err
 		})
 		Eventually(t, 30*time.Second, when+": ClusterIP from another pod", func() error {
@@ -199,6 +220,10 @@ func TestNodeRunsPods(t *testing.T) {
 		})
 	}
 	check("first start")
+	// containerd brings a pod's lo up itself (use_internal_loopback).
+	if out := s.MustKubectl("exec", "client", "--", "ip", "-o", "link", "show", "lo"); !strings.Contains(out, ",UP,") {
+		t.Errorf("a pod's lo is not up: %q", out)
+	}
 
 	// The node's pods live under its own cgroup root, /distro/<node>, never
 	// in a kubepods tree another node on the same host could share.

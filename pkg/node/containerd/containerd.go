@@ -102,6 +102,9 @@ state = "{{.State}}"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["{{.Bin}}"]
     conf_dir = "{{.CNIConf}}"
+    # containerd brings each pod's lo up itself: one exec (the loopback
+    # plugin) less on every pod's network setup and teardown.
+    use_internal_loopback = true
 `))
 
 // Config renders containerd's config, with the registry settings of reg.
