@@ -3,6 +3,7 @@ package integration
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -113,9 +114,14 @@ func TestAgentJoins(t *testing.T) {
 	// A pod on the agent: logs and exec through the apiserver.
 	s.MustKubectl("run", "p", "--image="+TestImage, "--image-pull-policy=Never", "--command", "--", "/bin/sh", "-c", "echo hello-from-agent; exec sleep 100000")
 	s.MustKubectl("wait", "--for=condition=Ready", "pod/p", "--timeout=120s")
-	if out := s.MustKubectl("logs", "p"); !strings.Contains(out, "hello-from-agent") {
-		t.Errorf("kubectl logs: %q", out)
-	}
+	// Ready does not wait for the container's output to reach its log file
+	// (containerd copies it there), so the first read may come up empty.
+	Eventually(t, 30*time.Second, "kubectl logs", func() error {
+		if out, err := s.Kubectl("logs", "p"); err != nil || !strings.Contains(out, "hello-from-agent") {
+			return fmt.Errorf("kubectl logs: %v: %q", err, out)
+		}
+		return nil
+	})
 	if out := s.MustKubectl("exec", "p", "--", "cat", "/proc/self/cgroup"); out == "" {
 		t.Error("kubectl exec printed nothing")
 	}
