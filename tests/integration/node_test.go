@@ -240,10 +240,15 @@ func TestNodeRunsPods(t *testing.T) {
 		t.Errorf("pod %s has no cgroup under /distro/%s/kubepods:\n%s", uid, nodeName, out)
 	}
 
-	// kubectl logs and exec go through the apiserver to the kubelet.
-	if out := s.MustKubectl("logs", "deployment/web"); !strings.Contains(out, "web started") {
-		t.Errorf("kubectl logs: %q", out)
-	}
+	// kubectl logs and exec go through the apiserver to the kubelet. A
+	// container's output reaches its log file a moment after it is Ready,
+	// so the log is read until the line appears.
+	Eventually(t, 30*time.Second, "kubectl logs deployment/web", func() error {
+		if out, err := s.Kubectl("logs", "deployment/web"); err != nil || !strings.Contains(out, "web started") {
+			return fmt.Errorf("kubectl logs: %v: %q", err, out)
+		}
+		return nil
+	})
 	if out := s.MustKubectl("exec", "deployment/web", "--", "cat", "/www/index.html"); !strings.Contains(out, "hello from web-") {
 		t.Errorf("kubectl exec: %q", out)
 	}
@@ -307,17 +312,24 @@ func TestNodeRunsPods(t *testing.T) {
 // images, logs and exec of a container named container.
 func checkCrictl(t *testing.T, dataDir, container, logWant string, execCmd []string, execWant string) {
 	t.Helper()
-	crictl := func(args ...string) string {
-		t.Helper()
+	run := func(args ...string) (string, error) {
 		cmd := exec.Command(distroBin(t), append([]string{"crictl"}, args...)...)
 		cmd.Env = append(os.Environ(), "DISTRO_DATA_DIR="+dataDir)
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil || stderr.Len() > 0 {
-			t.Errorf("distro crictl %v: %v\n%s%s", args, err, out, stderr.String())
+			return string(out), fmt.Errorf("distro crictl %v: %v\n%s%s", args, err, out, stderr.String())
 		}
-		return string(out)
+		return string(out), nil
+	}
+	crictl := func(args ...string) string {
+		t.Helper()
+		out, err := run(args...)
+		if err != nil {
+			t.Error(err)
+		}
+		return out
 	}
 	if out := crictl("pods", "--state", "ready"); !strings.Contains(out, "POD ID") || strings.Count(out, "\n") < 2 {
 		t.Errorf("crictl pods lists no ready pod:\n%s", out)
@@ -330,9 +342,13 @@ func checkCrictl(t *testing.T, dataDir, container, logWant string, execCmd []str
 	if out := crictl("images"); !strings.Contains(out, TestImage[:strings.LastIndex(TestImage, ":")]) {
 		t.Errorf("crictl images does not list %s:\n%s", TestImage, out)
 	}
-	if out := crictl("logs", ids[0]); !strings.Contains(out, logWant) {
-		t.Errorf("crictl logs %s: %q, want %q", ids[0], out, logWant)
-	}
+	// The container's output reaches its log file a moment after it starts.
+	Eventually(t, 30*time.Second, "crictl logs "+ids[0], func() error {
+		if out, err := run("logs", ids[0]); err != nil || !strings.Contains(out, logWant) {
+			return fmt.Errorf("crictl logs %s: %v: %q, want %q", ids[0], err, out, logWant)
+		}
+		return nil
+	})
 	if out := crictl(append([]string{"exec", ids[0]}, execCmd...)...); !strings.Contains(out, execWant) {
 		t.Errorf("crictl exec %v: %q, want %q", execCmd, out, execWant)
 	}
