@@ -1,6 +1,7 @@
 package profiling
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -52,6 +53,8 @@ func BootWork() (done func()) {
 // tightens to SteadyGCPercent then, unless GOGC is set, and the heap boot
 // left behind goes back to the kernel at once instead of over minutes; so
 // do the executable's pages that boot touched (ReleaseExecutablePages).
+// From then on governGC loosens the collector to LoadGCPercent while the
+// process allocates fast, and tightens it again once it is idle.
 func AfterBoot() {
 	go func() {
 		<-BootWorkDone()
@@ -73,7 +76,8 @@ func afterBoot() {
 	gogc := "GOGC from the environment"
 	if env := GOGCEnv(); env != nil {
 		debug.SetGCPercent(SteadyGCPercent)
-		gogc = env[0]
+		gogc = env[0] + fmt.Sprintf(" (GOGC=%d while under load)", LoadGCPercent)
+		go governGC()
 	}
 	// Two collections: what boot left in sync.Pools (the import's copy
 	// buffers, gRPC's message buffers) survives the first one in the pools'

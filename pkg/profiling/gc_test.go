@@ -30,3 +30,50 @@ func TestBootWorkDone(t *testing.T) {
 		t.Fatal("BootWorkDone of a later call still open with no boot work")
 	}
 }
+
+// The governor loosens the collector at once when the process allocates
+// fast, keeps it loose through a short lull, and tightens it (handing the
+// heap back) only after idleSamples quiet samples in a row.
+func TestGCGovernor(t *testing.T) {
+	var percents []int
+	released := 0
+	g := &gcGovernor{
+		setGC:   func(p int) { percents = append(percents, p) },
+		release: func() { released++ },
+	}
+	const period = gcSamplePeriod
+	var total uint64
+	step := func(rate uint64) bool {
+		total += rate * uint64(period/time.Second)
+		changed, _ := g.sample(total, period)
+		return changed
+	}
+	if step(2<<20) || g.loaded {
+		t.Fatal("an idle process (2 MB/s) changed the collector")
+	}
+	if !step(200<<20) || !g.loaded || len(percents) != 1 || percents[0] != LoadGCPercent {
+		t.Fatalf("200 MB/s: loaded %v, targets %v; want GOGC=%d", g.loaded, percents, LoadGCPercent)
+	}
+	// A lull shorter than idleSamples, then load again: still loaded.
+	for i := 0; i < idleSamples-1; i++ {
+		if step(1 << 20) {
+			t.Fatalf("quiet sample %d changed the collector", i+1)
+		}
+	}
+	if step(100<<20) || !g.loaded {
+		t.Fatal("load after a short lull changed the collector")
+	}
+	// Between the thresholds: neither loosens nor counts as quiet.
+	for i := 0; i < 2*idleSamples; i++ {
+		if step(32 << 20) {
+			t.Fatal("32 MB/s changed the collector")
+		}
+	}
+	for i := 0; i < idleSamples-1; i++ {
+		step(1 << 20)
+	}
+	if !step(1<<20) || g.loaded || percents[len(percents)-1] != SteadyGCPercent || released != 1 {
+		t.Fatalf("after %d quiet samples: loaded %v, targets %v, released %d; want GOGC=%d and one release",
+			idleSamples, g.loaded, percents, released, SteadyGCPercent)
+	}
+}
