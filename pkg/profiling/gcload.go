@@ -42,7 +42,7 @@ type gcGovernor struct {
 }
 
 // sample takes the bytes allocated since the last sample over period and
-// returns whether the collector's target changed, and to what.
+// returns whether the collector's target changed, and the rate it saw.
 func (g *gcGovernor) sample(allocs uint64, period time.Duration) (changed bool, rate float64) {
 	rate = float64(allocs-g.lastBytes) / period.Seconds()
 	g.lastBytes = allocs
