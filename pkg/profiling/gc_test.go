@@ -33,19 +33,26 @@ func TestBootWorkDone(t *testing.T) {
 
 // The governor loosens the collector at once when the process allocates
 // fast, keeps it loose through a short lull, and tightens it (handing the
-// heap back) only after idleSamples quiet samples in a row.
+// heap back) only after idleSamples quiet samples in a row. While loose,
+// a soft memory limit holds the heap at most the headroom above the tight
+// collector's goal, following the live heap; tight again, there is none.
 func TestGCGovernor(t *testing.T) {
 	var percents []int
+	var limits []int64
 	released := 0
 	g := &gcGovernor{
-		setGC:   func(p int) { percents = append(percents, p) },
-		release: func() { released++ },
+		headroom: 512 << 20,
+		setGC:    func(p int) { percents = append(percents, p) },
+		setLimit: func(b int64) { limits = append(limits, b) },
+		release:  func() { released++ },
 	}
 	const period = gcSamplePeriod
 	var total uint64
+	// 1 GB live, 1.8 GB of heap spans, 0.2 GB more the runtime holds.
+	mem := gcMemory{live: 1 << 30, heap: 1843 << 20, mapped: 2048 << 20}
 	step := func(rate uint64) bool {
 		total += rate * uint64(period/time.Second)
-		changed, _ := g.sample(total, period)
+		changed, _ := g.sample(total, mem, period)
 		return changed
 	}
 	if step(2<<20) || g.loaded {
@@ -53,6 +60,16 @@ func TestGCGovernor(t *testing.T) {
 	}
 	if !step(200<<20) || !g.loaded || len(percents) != 1 || percents[0] != LoadGCPercent {
 		t.Fatalf("200 MB/s: loaded %v, targets %v; want GOGC=%d", g.loaded, percents, LoadGCPercent)
+	}
+	// The limit: 205 MB besides the heap + 1.5 GB (GOGC=50's goal) + 512 MB.
+	if want := int64(205+1536+512) << 20; len(limits) != 1 || limits[0] != want {
+		t.Fatalf("limits %v after loosening; want [%d]", limits, want)
+	}
+	// It follows the live heap while loaded.
+	mem.live = 2 << 30
+	step(200 << 20)
+	if want := int64(205+3072+512) << 20; limits[len(limits)-1] != want {
+		t.Fatalf("limit %d with 2 GB live; want %d", limits[len(limits)-1], want)
 	}
 	// A lull shorter than idleSamples, then load again: still loaded.
 	for i := 0; i < idleSamples-1; i++ {
@@ -76,4 +93,21 @@ func TestGCGovernor(t *testing.T) {
 		t.Fatalf("after %d quiet samples: loaded %v, targets %v, released %d; want GOGC=%d and one release",
 			idleSamples, g.loaded, percents, released, SteadyGCPercent)
 	}
+	if limits[len(limits)-1] != noMemoryLimit {
+		t.Fatalf("memory limit %d once tight again; want none", limits[len(limits)-1])
+	}
+	n := len(limits)
+	step(1 << 20)
+	if len(limits) != n {
+		t.Fatal("the memory limit was set while tight")
+	}
+}
+
+// The headroom of this host is a sixteenth of its memory, within bounds.
+func TestLoadHeadroom(t *testing.T) {
+	h := loadHeadroom()
+	if h < minLoadHeadroom || h > maxLoadHeadroom {
+		t.Fatalf("loadHeadroom %d MB; want between %d and %d MB", h>>20, minLoadHeadroom>>20, maxLoadHeadroom>>20)
+	}
+	t.Logf("load headroom on this host: %d MB", h>>20)
 }

@@ -1,8 +1,14 @@
 package profiling
 
 import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
+	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -32,23 +38,66 @@ const (
 	idleSamples    = 6
 )
 
+// The loosened collector trades memory for CPU, and the trade grows with
+// what is live: at 30,000 pods the server's live heap is gigabytes, and
+// LoadGCPercent lets the heap grow by all of it again before a collection.
+// So while loaded the heap is also held by a soft memory limit
+// (debug.SetMemoryLimit) at SteadyGCPercent's goal plus loadHeadroom: on a
+// small cluster the limit is above LoadGCPercent's goal and changes
+// nothing; on a large one the collector runs as if at LoadGCPercent until
+// the heap is loadHeadroom above what SteadyGCPercent would have let it
+// reach, and never tighter than SteadyGCPercent. loadHeadroom is a
+// sixteenth of the host's memory, between 64 and 512 MB.
+const (
+	minLoadHeadroom = 64 << 20
+	maxLoadHeadroom = 512 << 20
+)
+
+// noMemoryLimit is debug.SetMemoryLimit's "no limit" (Go's default).
+const noMemoryLimit = math.MaxInt64
+
+// gcMemory is what the governor reads of the runtime's memory at a sample.
+type gcMemory struct {
+	live   uint64 // /gc/heap/live:bytes: the heap live at the last collection
+	heap   uint64 // heap spans the runtime holds: objects, unused and free, not released
+	mapped uint64 // all the runtime holds, released heap excluded (what the memory limit counts)
+}
+
 // gcGovernor holds the governor's state between samples.
 type gcGovernor struct {
 	loaded    bool
 	calm      int    // samples in a row below idleAllocRate while loaded
 	lastBytes uint64 // /gc/heap/allocs:bytes at the last sample
+	headroom  uint64 // loadHeadroom of this host
+	limit     int64  // the soft memory limit set while loaded
 	setGC     func(percent int)
+	setLimit  func(bytes int64)
 	release   func()
 }
 
+// loadLimit is the soft memory limit while loaded: what the runtime holds
+// besides the heap (stacks, metadata), the heap SteadyGCPercent would allow
+// over what is live, and the headroom.
+func (g *gcGovernor) loadLimit(m gcMemory) int64 {
+	other := uint64(0)
+	if m.mapped > m.heap {
+		other = m.mapped - m.heap
+	}
+	return int64(other + m.live + m.live*SteadyGCPercent/100 + g.headroom)
+}
+
 // sample takes the bytes allocated since the last sample over period and
-// returns whether the collector's target changed, and the rate it saw.
-func (g *gcGovernor) sample(allocs uint64, period time.Duration) (changed bool, rate float64) {
+// the runtime's memory, and returns whether the collector's target
+// changed, and the rate it saw. While loaded it moves the memory limit
+// with what is live.
+func (g *gcGovernor) sample(allocs uint64, m gcMemory, period time.Duration) (changed bool, rate float64) {
 	rate = float64(allocs-g.lastBytes) / period.Seconds()
 	g.lastBytes = allocs
 	switch {
 	case !g.loaded && rate >= loadAllocRate:
 		g.loaded, g.calm = true, 0
+		g.limit = g.loadLimit(m)
+		g.setLimit(g.limit)
 		g.setGC(LoadGCPercent)
 		return true, rate
 	case g.loaded && rate < idleAllocRate:
@@ -56,41 +105,107 @@ func (g *gcGovernor) sample(allocs uint64, period time.Duration) (changed bool, 
 		if g.calm >= idleSamples {
 			g.loaded, g.calm = false, 0
 			g.setGC(SteadyGCPercent)
+			g.limit = noMemoryLimit
+			g.setLimit(g.limit)
 			g.release()
 			return true, rate
 		}
 	case g.loaded:
 		g.calm = 0
 	}
+	if g.loaded {
+		g.limit = g.loadLimit(m)
+		g.setLimit(g.limit)
+	}
 	return false, rate
+}
+
+// loadHeadroom is a sixteenth of the host's memory (MemTotal), between
+// minLoadHeadroom and maxLoadHeadroom; maxLoadHeadroom when it cannot be
+// read.
+func loadHeadroom() uint64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return maxLoadHeadroom
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 2 || fields[0] != "MemTotal:" {
+			continue
+		}
+		kb, err := strconv.ParseUint(fields[1], 10, 64)
+		if err != nil {
+			break
+		}
+		return min(max(kb<<10/16, minLoadHeadroom), maxLoadHeadroom)
+	}
+	return maxLoadHeadroom
+}
+
+// gcMetrics are the runtime/metrics the governor reads, in this order.
+var gcMetrics = []string{
+	"/gc/heap/allocs:bytes",
+	"/gc/heap/live:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/released:bytes",
 }
 
 // governGC runs for the life of the process once boot is over (unless GOGC
 // is set): every gcSamplePeriod it reads how much the process allocated
-// and moves the collector between SteadyGCPercent and LoadGCPercent.
+// and moves the collector between SteadyGCPercent and LoadGCPercent (with
+// its memory limit).
 func governGC() {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	read := func() uint64 {
-		metrics.Read(s)
-		if s[0].Value.Kind() != metrics.KindUint64 {
-			return 0
-		}
-		return s[0].Value.Uint64()
+	s := make([]metrics.Sample, len(gcMetrics))
+	for i, name := range gcMetrics {
+		s[i].Name = name
 	}
+	read := func() (allocs uint64, m gcMemory) {
+		metrics.Read(s)
+		v := make([]uint64, len(s))
+		for i := range s {
+			if s[i].Value.Kind() == metrics.KindUint64 {
+				v[i] = s[i].Value.Uint64()
+			}
+		}
+		m = gcMemory{live: v[1], heap: v[2] + v[3] + v[4]}
+		if v[5] > v[6] {
+			m.mapped = v[5] - v[6]
+		}
+		return v[0], m
+	}
+	allocs, _ := read()
 	g := &gcGovernor{
-		lastBytes: read(),
+		lastBytes: allocs,
+		headroom:  loadHeadroom(),
 		setGC:     func(p int) { debug.SetGCPercent(p) },
+		setLimit:  func(b int64) { debug.SetMemoryLimit(b) },
 		release:   debug.FreeOSMemory,
+	}
+	limitLog := func() string {
+		return fmt.Sprintf("its heap held at most %d MB above GOGC=%d's (memory limit %d MB, following the live heap)",
+			g.headroom>>20, SteadyGCPercent, g.limit>>20)
+	}
+	if v, set := os.LookupEnv("GOMEMLIMIT"); set {
+		// The operator's memory limit stays the only one.
+		g.setLimit = func(int64) {}
+		limitLog = func() string { return "memory limit GOMEMLIMIT=" + v + " from the environment" }
 	}
 	t := time.NewTicker(gcSamplePeriod)
 	defer t.Stop()
 	for range t.C {
-		changed, rate := g.sample(read(), gcSamplePeriod)
+		allocs, m := read()
+		changed, rate := g.sample(allocs, m, gcSamplePeriod)
 		if !changed {
 			continue
 		}
 		if g.loaded {
-			klog.Infof("collector at GOGC=%d while the process allocates %.0f MB/s (under load)", LoadGCPercent, rate/(1<<20))
+			klog.Infof("collector at GOGC=%d while the process allocates %.0f MB/s (under load); %s",
+				LoadGCPercent, rate/(1<<20), limitLog())
 		} else {
 			klog.Infof("collector back at GOGC=%d: allocating %.1f MB/s for %s (idle); the heap the load left is handed back to the kernel",
 				SteadyGCPercent, rate/(1<<20), time.Duration(idleSamples)*gcSamplePeriod)
