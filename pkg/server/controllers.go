@@ -15,7 +15,8 @@ import (
 )
 
 // distroControllers are distro's own controllers, run as one group by the
-// server holding the distro-controllers Lease: the add-on deployer, the
+// server holding the distro-controllers Lease (by a single server,
+// unelected): the add-on deployer, the
 // NodeHosts updater (with CoreDNS), the scheduled etcd snapshots and, in a
 // cluster of servers, the removal of a deleted server's etcd member, and the
 // rewrite of Secrets not stored with the active encryption key.

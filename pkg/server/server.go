@@ -202,17 +202,20 @@ func Run(ctx context.Context, cfg *config.Server) error {
 	elected := func(lease string, c component.Component) component.Component {
 		return &leader.Elected{Lease: lease, Identity: cfg.NodeName, Client: adminClient, Inner: c}
 	}
-	// A single server runs the scheduler and the controller-manager
-	// unelected, before its node: the controller-manager's volume plugins
-	// and the kubelet's share the CSI plugin's process-wide state, and the
-	// kubelet's Init must come last (a restart of the controller-manager
-	// after a lost Lease overwrites it; see README).
-	var sched, ctrl component.Component = scheduler, cm
+	// A single server runs all three unelected (it admits no other server,
+	// so nothing could lead but it, and renewing a Lease every 2 s would be
+	// its largest write at idle), the scheduler and the controller-manager
+	// before its node: the controller-manager's volume plugins and the
+	// kubelet's share the CSI plugin's process-wide state, and the kubelet's
+	// Init must come last (a restart of the controller-manager after a lost
+	// Lease overwrites it; see README).
+	var sched, ctrl, own component.Component = scheduler, cm, controllers
 	if ha {
 		sched, ctrl = elected("kube-scheduler", scheduler), elected("kube-controller-manager", cm)
+		own = elected("distro-controllers", controllers)
 	}
 	comps := []component.Component{ec, bootstrapStore(ec, paths, tok.Secret), apiserver, rbac,
-		sched, ctrl, controlPlaneReady, elected("distro-controllers", controllers)}
+		sched, ctrl, controlPlaneReady, own}
 	if !cfg.DisableAgent {
 		runtime, nodeComps, err := nodeComponents(cfg, certs, localURL, start, adminClient)
 		if err != nil {

@@ -127,6 +127,14 @@ func TestPackagedAddons(t *testing.T) {
 	})
 	s.MustKubectl("wait", "-n", "kube-system", "--for=condition=Available", "deployment", "--all", "--timeout=180s")
 	t.Logf("kube-system Deployments Available %.1fs after start", time.Since(start).Seconds())
+	// A single server admits no other server: it runs distro's controllers
+	// (which applied the add-ons), the scheduler and the controller-manager
+	// without renewing a Lease.
+	for _, lease := range []string{"distro-controllers", "kube-scheduler", "kube-controller-manager"} {
+		if out, err := s.Kubectl("get", "lease", "-n", "kube-system", lease, "-o", "name"); err == nil || !strings.Contains(out, "NotFound") {
+			t.Errorf("a single server has the Lease kube-system/%s: %v %s", lease, err, out)
+		}
+	}
 	if out := s.MustKubectl("get", "events", "-A", "--field-selector", "reason=Pulling", "-o", "name"); strings.TrimSpace(out) != "" {
 		t.Errorf("images were pulled: %s", out)
 	}
