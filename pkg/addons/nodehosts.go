@@ -10,12 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+
+	"distro/pkg/kubeclient"
 )
 
 // NodeHosts keeps the NodeHosts key of the CoreDNS ConfigMap equal to the
@@ -38,21 +37,9 @@ func (n *NodeHosts) Name() string { return "coredns node hosts" }
 
 func (n *NodeHosts) Run(ctx context.Context, ready func()) error {
 	ready()
-	factory := informers.NewSharedInformerFactory(n.Client, 0)
-	nodes := factory.Core().V1().Nodes()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	nodes.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, DeleteFunc: poke, UpdateFunc: func(_, o any) { poke(o) },
-	})
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	if !cache.WaitForCacheSync(ctx.Done(), nodes.Informer().HasSynced) {
+	nodes := kubeclient.WatchNodes(ctx, n.Client, nil)
+	defer nodes.Stop()
+	if !nodes.Synced(ctx) {
 		return nil
 	}
 	// Also retried every 10 s: the ConfigMap appears after the add-on is
@@ -61,8 +48,7 @@ func (n *NodeHosts) Run(ctx context.Context, ready func()) error {
 	defer tick.Stop()
 	written := ""
 	for {
-		list, _ := nodes.Lister().List(labels.Everything())
-		text := HostsFile(list)
+		text := HostsFile(nodes.List())
 		if text != written {
 			if err := n.write(ctx, text); err != nil {
 				klog.V(2).Infof("coredns NodeHosts: %v", err)
@@ -73,7 +59,7 @@ func (n *NodeHosts) Run(ctx context.Context, ready func()) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-changed:
+		case <-nodes.Changed:
 		case <-tick.C:
 		}
 	}

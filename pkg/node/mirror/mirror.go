@@ -31,11 +31,10 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"distro/pkg/kubeclient"
 	"distro/pkg/node/containerd"
 )
 
@@ -125,29 +124,16 @@ func (m *Mirror) Run(ctx context.Context, ready func()) error {
 // every node of a 1,000-node cluster would be 100 full LISTs a second for
 // the apiserver.)
 func (m *Mirror) followNodes(ctx context.Context) {
-	factory := informers.NewSharedInformerFactoryWithOptions(m.Client, 0, informers.WithTransform(slimNode))
-	nodes := factory.Core().V1().Nodes().Informer()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
-	nodes.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: poke, DeleteFunc: poke, UpdateFunc: func(_, n any) { poke(n) },
-	})
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+	nodes := kubeclient.WatchNodes(ctx, m.Client, slimNode)
+	defer nodes.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-changed:
+		case <-nodes.Changed:
 		}
 		var peers []string
-		for _, obj := range nodes.GetStore().List() {
-			n := obj.(*corev1.Node)
+		for _, n := range nodes.List() {
 			if n.Name == m.NodeName || !ready(n) {
 				continue
 			}
