@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -90,6 +91,15 @@ func (c Config) PeerURL() string {
 // ClientURL is where the apiserver reaches etcd.
 func (c Config) ClientURL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.ClientPort) }
 
+// HTTPSocket is where etcd serves its HTTP endpoints (/health, /metrics,
+// /version), with the client port's TLS and client certificates: a unix
+// socket named by the client port, so servers on one host (tests) do not
+// share it. The client port then speaks gRPC only, served by gRPC's own
+// server: sharing the port made etcd serve gRPC through net/http, slower
+// and prone to starving watch streams under read load (etcd-io/etcd#15402).
+// Nothing in distro uses these endpoints; they are for operators.
+func (c Config) HTTPSocket() string { return fmt.Sprintf("/run/distro/etcd-%d.sock", c.ClientPort) }
+
 // managed lists etcd flags distro sets itself and that --etcd-arg cannot
 // change (URLs and cluster membership).
 var managed = map[string]bool{
@@ -111,6 +121,11 @@ func (c Config) Build() (*embed.Config, error) {
 	peer, _ := url.Parse(c.PeerURL())
 	cfg.ListenClientUrls = []url.URL{*client}
 	cfg.AdvertiseClientUrls = []url.URL{*client}
+	cfg.ListenClientHttpUrls = []url.URL{{Scheme: "unixs", Path: c.HTTPSocket()}}
+	// The gRPC gateway (etcd's JSON API over HTTP) would be served on that
+	// socket too; nothing uses it. --etcd-arg enable-grpc-gateway=true
+	// brings it back.
+	cfg.EnableGRPCGateway = false
 	cfg.ListenPeerUrls = []url.URL{*peer}
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(c.Member)
@@ -171,7 +186,7 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 	if _, err := os.Stat(c.tombstone()); err == nil {
 		return c.removedError()
 	}
-	e, err := embed.StartEtcd(cfg)
+	e, err := startEtcd(cfg)
 	if err != nil {
 		return fmt.Errorf("start etcd: %w", err)
 	}
@@ -206,6 +221,17 @@ func (c Config) Run(ctx context.Context, ready func()) error {
 	case <-ctx.Done():
 		return nil
 	}
+}
+
+// startEtcd starts etcd with cfg (from Build), making the folder of its
+// HTTP socket first.
+func startEtcd(cfg *embed.Config) (*embed.Etcd, error) {
+	for _, u := range cfg.ListenClientHttpUrls {
+		if err := os.MkdirAll(filepath.Dir(u.Path), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	return embed.StartEtcd(cfg)
 }
 
 // checkClusterID stores the cluster's ID in a new datastore and refuses a

@@ -2,8 +2,11 @@ package etcd
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -340,5 +343,54 @@ func TestLoneMemberElectionTiming(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Errorf("%s: etcd refuses the settings: %v", tc.name, err)
 		}
+	}
+}
+
+// The client port speaks gRPC only (gRPC's own server, not gRPC under
+// net/http); etcd's HTTP endpoints answer on the member's unix socket, with
+// the same TLS and client certificates.
+func TestHTTPOnItsOwnSocket(t *testing.T) {
+	c := newConfig(t, t.TempDir(), "")
+	m, cli := start(t, c)
+	defer m.stop()
+	if _, err := cli.Put(context.Background(), "/k", "v"); err != nil {
+		t.Fatalf("gRPC on the client port: %v", err)
+	}
+	cc, err := c.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	port := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cc.TLS.Clone()}}
+	if resp, err := port.Get(fmt.Sprintf("https://127.0.0.1:%d/health", c.ClientPort)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("GET /health on the client port: %s; want no HTTP there", resp.Status)
+		}
+	}
+
+	sock := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: cc.TLS.Clone(),
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", c.HTTPSocket())
+		},
+	}}
+	resp, err := sock.Get("https://127.0.0.1/health")
+	if err != nil {
+		t.Fatalf("GET /health on %s: %v", c.HTTPSocket(), err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"health":"true"`) {
+		t.Errorf("GET /health on %s: %s %s", c.HTTPSocket(), resp.Status, body)
+	}
+	// No client certificate, no answer.
+	bare := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: cc.TLS.RootCAs},
+		DialContext:     sock.Transport.(*http.Transport).DialContext,
+	}}
+	if resp, err := bare.Get("https://127.0.0.1/health"); err == nil {
+		resp.Body.Close()
+		t.Errorf("GET /health on %s without a client certificate: %s; want refused", c.HTTPSocket(), resp.Status)
 	}
 }

@@ -59,7 +59,7 @@ func (c Config) Reset(ctx context.Context, restorePath string, check func(cluste
 	}
 	cfg.ForceNewCluster = true
 	klog.Infof("cluster reset: starting etcd on %s as a new one-member cluster", c.DataDir)
-	e, err := embed.StartEtcd(cfg)
+	e, err := startEtcd(cfg)
 	if err != nil {
 		return "", fmt.Errorf("--cluster-reset: start etcd: %w", err)
 	}
