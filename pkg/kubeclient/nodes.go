@@ -18,9 +18,9 @@ type Nodes struct {
 	factory  informers.SharedInformerFactory
 }
 
-// WatchNodes starts following the nodes until ctx ends or Stop is called.
-// transform, when not nil, is what the informer keeps of each node (less
-// memory on a large cluster); nil keeps whole Nodes.
+// WatchNodes starts following the nodes until ctx ends. transform, when
+// not nil, is what the informer keeps of each node (less memory on a large
+// cluster); nil keeps whole Nodes.
 func WatchNodes(ctx context.Context, client kubernetes.Interface, transform cache.TransformFunc) *Nodes {
 	var opts []informers.SharedInformerOption
 	if transform != nil {
@@ -59,6 +59,6 @@ func (n *Nodes) List() []*corev1.Node {
 	return nodes
 }
 
-// Stop ends the watch and waits for the informer's goroutines; the context
-// given to WatchNodes must have ended or end soon.
+// Stop waits for the informer's goroutines to end: call it once the
+// context given to WatchNodes has ended (it blocks until then).
 func (n *Nodes) Stop() { n.factory.Shutdown() }
