@@ -4,6 +4,10 @@ package datadir
 
 import "path/filepath"
 
+// Run is the folder of distro's runtime state outside --data-dir (sockets
+// and containerd's state); distro-killall.sh removes it.
+const Run = "/run/distro"
+
 // Server holds the paths of the control plane's state.
 type Server struct {
 	Root      string // <data-dir>/server
@@ -70,7 +74,7 @@ type Agent struct {
 // NewAgent returns the node paths under dataDir.
 func NewAgent(dataDir string) Agent {
 	root := filepath.Join(dataDir, "agent")
-	run := "/run/distro/containerd"
+	run := filepath.Join(Run, "containerd")
 	return Agent{
 		Root:           root,
 		Containerd:     filepath.Join(root, "containerd"),

@@ -98,7 +98,9 @@ func (c Config) ClientURL() string { return fmt.Sprintf("https://127.0.0.1:%d", 
 // server: sharing the port made etcd serve gRPC through net/http, slower
 // and prone to starving watch streams under read load (etcd-io/etcd#15402).
 // Nothing in distro uses these endpoints; they are for operators.
-func (c Config) HTTPSocket() string { return fmt.Sprintf("/run/distro/etcd-%d.sock", c.ClientPort) }
+func (c Config) HTTPSocket() string {
+	return filepath.Join(datadir.Run, fmt.Sprintf("etcd-%d.sock", c.ClientPort))
+}
 
 // managed lists etcd flags distro sets itself and that --etcd-arg cannot
 // change (URLs and cluster membership).
