@@ -27,3 +27,16 @@ func Images() map[string]string {
 	}
 	return out
 }
+
+// AddonImages are the images of the packaged add-ons' long-running
+// containers (every *_IMAGE of images.env but the busybox of local-path's
+// short-lived helper pods).
+func AddonImages() map[string]bool {
+	out := map[string]bool{}
+	for k, v := range Images() {
+		if strings.HasSuffix(k, "_IMAGE") && k != "BUSYBOX_IMAGE" {
+			out[v] = true
+		}
+	}
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"path/filepath"
 
+	"distro/manifests"
 	"distro/pkg/bundle"
 	"distro/pkg/component"
 	"distro/pkg/config"
@@ -111,6 +112,7 @@ func Components(cfg Config) (runtime component.Component, rest []component.Compo
 			Debug: cfg.EnablePprof},
 		embedded,
 		importer,
+		&containerd.AddonPages{Socket: paths.Socket, Images: manifests.AddonImages(), Settle: containerd.AddonSettle},
 	)
 	return runtime, []component.Component{
 		&cni.Network{Paths: paths, NodeName: cfg.NodeName, NodeIP: cfg.IP, Kubeconfig: cfg.Creds.FlannelKubeconfig, ClusterCIDR: cfg.ClusterCIDR, ServiceCIDR: cfg.ServiceCIDR, Before: importer.Done()},

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"distro/manifests"
 )
 
 const addonClients = `
@@ -204,6 +207,25 @@ func TestPackagedAddons(t *testing.T) {
 	})
 	if files, _ := filepath.Glob(filepath.Join(s.DataDir, "storage", "*", "file")); len(files) != 1 {
 		t.Errorf("volume data not under <data-dir>/storage: %v", files)
+	}
+
+	// Each add-on's process hands back the pages of its executable that its
+	// start touched (AddonSettle after it started), and serves on: the
+	// metrics and the HPA below run after it.
+	for image := range manifests.AddonImages() {
+		re := regexp.MustCompile(`add-on ` + regexp.QuoteMeta(image) + ` \(process \d+\): .* handed back to the kernel: file-backed RSS (\d+) MB -> (\d+) MB`)
+		Eventually(t, 2*time.Minute, image+"'s pages handed back", func() error {
+			m := re.FindStringSubmatch(s.Log())
+			if m == nil {
+				return fmt.Errorf("no line %q in the log", re)
+			}
+			before, _ := strconv.Atoi(m[1])
+			after, _ := strconv.Atoi(m[2])
+			if after >= before {
+				return fmt.Errorf("file-backed RSS did not shrink: %s", m[0])
+			}
+			return nil
+		})
 	}
 
 	// Resource metrics through the aggregation layer.
