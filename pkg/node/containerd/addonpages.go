@@ -3,6 +3,7 @@ package containerd
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -12,8 +13,6 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
-
-	"distro/pkg/profiling"
 )
 
 // AddonPages hands back to the kernel the pages of a packaged add-on's
@@ -108,22 +107,11 @@ func (a *AddonPages) follow(ctx context.Context) error {
 				// Only the same process: not one that reused the PID
 				// of a container that exited meanwhile.
 				if started != "" && processStart(pid) == started {
-					releaseAddonPages(image, pid)
+					releasePages(fmt.Sprintf("add-on %s (process %d)", image, pid), "its start", pid)
 				}
 			})
 		}
 	}
-}
-
-// releaseAddonPages releases the pages of one add-on's process, if it still
-// runs.
-func releaseAddonPages(image string, pid int) {
-	before, after, err := profiling.ReleaseProcessExecutablePages(pid)
-	if err != nil {
-		klog.Infof("add-on %s (process %d): the executable's pages its start touched stay resident (%v)", image, pid, err)
-		return
-	}
-	klog.Infof("add-on %s (process %d): the executable's pages its start touched handed back to the kernel: file-backed RSS %d MB -> %d MB", image, pid, before>>20, after>>20)
 }
 
 // processStart is the start time of process pid (field 22 of its stat, in

@@ -313,11 +313,16 @@ func SystemdCgroups() bool {
 // code of every plugin it links, content ingestion, unpacking), as distro
 // does with its own once booted; what containerd uses again comes back from
 // the page cache.
-func releaseStartPages(pid int) {
+func releaseStartPages(pid int) { releasePages("containerd", "its start and the image import", pid) }
+
+// releasePages hands back the pages of process pid's executable that what
+// touched (profiling.ReleaseProcessExecutablePages), and logs the outcome
+// as who.
+func releasePages(who, what string, pid int) {
 	before, after, err := profiling.ReleaseProcessExecutablePages(pid)
 	if err != nil {
-		klog.Infof("containerd: the executable's pages its start and the image import touched stay resident (%v)", err)
+		klog.Infof("%s: the executable's pages %s touched stay resident (%v)", who, what, err)
 		return
 	}
-	klog.Infof("containerd: the executable's pages its start and the image import touched handed back to the kernel: file-backed RSS %d MB -> %d MB", before>>20, after>>20)
+	klog.Infof("%s: the executable's pages %s touched handed back to the kernel: file-backed RSS %d MB -> %d MB", who, what, before>>20, after>>20)
 }
