@@ -3,15 +3,14 @@ package cli
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/transport"
 	logsapi "k8s.io/component-base/logs/api/v1"
@@ -82,19 +81,20 @@ func signalContext() (context.Context, context.CancelFunc) {
 
 // processSetup sets what every component in the process shares, once.
 func processSetup(node *config.Node) error {
-	// distro's own log lines follow -v from the start; each component
-	// applies the same verbosity again when it starts (config.Node
-	// gives them all the same v and vmodule).
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	if err := fs.Set("v", strconv.Itoa(node.Verbosity)); err != nil {
+	// One logging configuration for the whole process, applied before any
+	// component starts: the kubelet and kube-proxy apply the same one again
+	// (a no-op), and the control plane's components, run below their
+	// commands, do not apply any. Applying it later, as the first node
+	// component starts, would replace klog's logger while the control
+	// plane's goroutines read it.
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+	logging, err := node.Logging()
+	if err != nil {
 		return err
 	}
-	if err := fs.Set("vmodule", node.VModule); err != nil {
-		return fmt.Errorf("--vmodule %q: %v", node.VModule, err)
+	if err := logsapi.ValidateAndApply(logging, utilfeature.DefaultFeatureGate); err != nil {
+		return fmt.Errorf("logging: %v", err)
 	}
-	// Several upstream components apply the same logging configuration.
-	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
 	// In-process clients should not log the apiserver's warnings to them.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})
 	// Test-only short certificate lifetimes: client-go then reloads

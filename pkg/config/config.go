@@ -18,6 +18,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
+	logsapi "k8s.io/component-base/logs/api/v1"
 
 	"distro/pkg/datadir"
 	"distro/pkg/node/registries"
@@ -402,6 +403,22 @@ type Node struct {
 	// one of them applies to all.
 	Verbosity int
 	VModule   string
+}
+
+// Logging is the logging configuration every component of the process
+// computes for itself: the upstream defaults with the node's v and vmodule.
+// Applied once before any component starts, it makes their own applies
+// no-ops (component-base ignores an unchanged reapply); the first apply
+// replaces klog's global logger, which is only safe while nothing logs.
+func (n *Node) Logging() (*logsapi.LoggingConfiguration, error) {
+	c := logsapi.NewLoggingConfiguration()
+	c.Verbosity = logsapi.VerbosityLevel(n.Verbosity)
+	if n.VModule != "" {
+		if err := logsapi.VModuleConfigurationPflag(&c.VModule).Set(n.VModule); err != nil {
+			return nil, fmt.Errorf("--vmodule %q: %v", n.VModule, err)
+		}
+	}
+	return c, nil
 }
 
 // AddNodeFlags binds the node flags to n.
