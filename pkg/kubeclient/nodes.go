@@ -28,13 +28,8 @@ func WatchNodes(ctx context.Context, client kubernetes.Interface, transform cach
 	}
 	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, opts...)
 	informer := factory.Core().V1().Nodes().Informer()
-	changed := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case changed <- struct{}{}:
-		default:
-		}
-	}
+	changed := NewWakeup()
+	poke := func(any) { changed.Poke() }
 	informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: poke, DeleteFunc: poke, UpdateFunc: func(_, n any) { poke(n) },
 	})

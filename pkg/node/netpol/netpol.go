@@ -67,13 +67,8 @@ func (c *Controller) Run(ctx context.Context, ready func()) error {
 	namespaces := factory.Core().V1().Namespaces()
 	policies := factory.Networking().V1().NetworkPolicies()
 
-	kick := make(chan struct{}, 1)
-	trigger := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
+	kick := kubeclient.NewWakeup()
+	trigger := kick.Poke
 	handler := func(changed func(old, cur interface{}) bool) cache.ResourceEventHandler {
 		return cache.ResourceEventHandlerFuncs{
 			AddFunc: func(interface{}) { trigger() },
