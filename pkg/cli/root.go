@@ -10,10 +10,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
-	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/transport"
-	logsapi "k8s.io/component-base/logs/api/v1"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/config"
@@ -87,13 +85,8 @@ func processSetup(node *config.Node) error {
 	// commands, do not apply any. Applying it later, as the first node
 	// component starts, would replace klog's logger while the control
 	// plane's goroutines read it.
-	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
-	logging, err := node.Logging()
-	if err != nil {
+	if err := node.ApplyLogging(); err != nil {
 		return err
-	}
-	if err := logsapi.ValidateAndApply(logging, utilfeature.DefaultFeatureGate); err != nil {
-		return fmt.Errorf("logging: %v", err)
 	}
 	// In-process clients should not log the apiserver's warnings to them.
 	rest.SetDefaultWarningHandler(rest.NoWarnings{})

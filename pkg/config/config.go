@@ -18,6 +18,7 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/util/validation"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	logsapi "k8s.io/component-base/logs/api/v1"
 
 	"distro/pkg/datadir"
@@ -421,6 +422,23 @@ func (n *Node) Logging() (*logsapi.LoggingConfiguration, error) {
 	return c, nil
 }
 
+// ApplyLogging applies Logging to the process's one logger (klog). The
+// process calls it once, before any component starts: the first apply
+// replaces klog's global logger, which is only safe while nothing logs.
+// Later applies of the same configuration, the kubelet's and kube-proxy's,
+// are then ignored.
+func (n *Node) ApplyLogging() error {
+	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
+	c, err := n.Logging()
+	if err != nil {
+		return err
+	}
+	if err := logsapi.ValidateAndApply(c, utilfeature.DefaultFeatureGate); err != nil {
+		return fmt.Errorf("logging: %v", err)
+	}
+	return nil
+}
+
 // AddNodeFlags binds the node flags to n.
 func AddNodeFlags(fs *pflag.FlagSet, n *Node) {
 	fs.StringVar(&n.NodeName, "node-name", "", "node name (default: the hostname)")
@@ -632,13 +650,9 @@ func (a *Agent) Validate() error {
 	return nil
 }
 
-// validVModule checks klog's vmodule syntax: pattern=N, comma-separated.
+// validVModule checks klog's vmodule syntax (pattern=N, comma-separated)
+// with the parser the components apply it with.
 func validVModule(s string) error {
-	for _, item := range strings.Split(s, ",") {
-		pattern, level, ok := strings.Cut(item, "=")
-		if n, err := strconv.Atoi(level); !ok || pattern == "" || err != nil || n < 0 {
-			return fmt.Errorf("%q is not pattern=N", item)
-		}
-	}
-	return nil
+	var c logsapi.VModuleConfiguration
+	return logsapi.VModuleConfigurationPflag(&c).Set(s)
 }

@@ -25,12 +25,7 @@ func TestKubeletLoggingIsTheProcessLogging(t *testing.T) {
 	if err := n.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	process, err := n.Logging()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logsapi.ReapplyHandling = logsapi.ReapplyHandlingIgnoreUnchanged
-	if err := logsapi.ValidateAndApply(process, utilfeature.DefaultFeatureGate); err != nil {
+	if err := n.ApplyLogging(); err != nil {
 		t.Fatal(err)
 	}
 	sink := klog.Background().GetSink()
