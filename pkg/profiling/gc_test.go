@@ -52,8 +52,8 @@ func TestGCGovernor(t *testing.T) {
 	mem := gcMemory{live: 1 << 30, heap: 1843 << 20, mapped: 2048 << 20}
 	step := func(rate uint64) bool {
 		total += rate * uint64(period/time.Second)
-		changed, _ := g.sample(total, mem, period)
-		return changed
+		ev, _ := g.sample(total, mem, period)
+		return ev != gcNone
 	}
 	if step(2<<20) || g.loaded {
 		t.Fatal("an idle process (2 MB/s) changed the collector")
@@ -100,6 +100,48 @@ func TestGCGovernor(t *testing.T) {
 	step(1 << 20)
 	if len(limits) != n {
 		t.Fatal("the memory limit was set while tight")
+	}
+}
+
+// A busy spell below the load threshold (a few dozen pods started and
+// stopped) leaves the collector alone and, once the process has been quiet
+// for idleSamples samples, is released once; quiet samples after it
+// release nothing more.
+func TestGCGovernorSettlesABusySpell(t *testing.T) {
+	released, gcChanges := 0, 0
+	g := &gcGovernor{
+		headroom: 512 << 20,
+		setGC:    func(int) { gcChanges++ },
+		setLimit: func(int64) {},
+		release:  func() { released++ },
+	}
+	var total uint64
+	step := func(rate uint64) gcEvent {
+		total += rate * uint64(gcSamplePeriod/time.Second)
+		ev, _ := g.sample(total, gcMemory{live: 150 << 20, heap: 220 << 20, mapped: 300 << 20}, gcSamplePeriod)
+		return ev
+	}
+	for i := 0; i < 2*idleSamples; i++ {
+		if ev := step(1 << 20); ev != gcNone {
+			t.Fatalf("an idle process (1 MB/s) did %v", ev)
+		}
+	}
+	step(30 << 20)
+	step(30 << 20)
+	for i := 0; i < idleSamples-1; i++ {
+		if ev := step(1 << 20); ev != gcNone {
+			t.Fatalf("quiet sample %d after a busy spell did %v", i+1, ev)
+		}
+	}
+	if ev := step(1 << 20); ev != gcSettled || released != 1 || gcChanges != 0 {
+		t.Fatalf("after %d quiet samples: event %v, released %d, collector changed %d times; want settled, one release, no change",
+			idleSamples, ev, released, gcChanges)
+	}
+	for i := 0; i < 2*idleSamples; i++ {
+		step(1 << 20)
+	}
+	if released != 1 {
+		t.Fatalf("released %d times; want once per busy spell", released)
 	}
 }
 

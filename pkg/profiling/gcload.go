@@ -31,6 +31,9 @@ const LoadGCPercent = 100
 // LoadGCPercent; below idleAllocRate for idleSamples periods in a row it
 // tightens back to SteadyGCPercent and hands the heap the load left back to
 // the kernel. The gap between the two keeps a busy spell from flapping.
+// A busy spell that stays below loadAllocRate (a few dozen pods started
+// and stopped: 20-50 MB/s) ends the same way, with its release, once the
+// process has allocated less than idleAllocRate for idleSamples periods.
 const (
 	gcSamplePeriod = 5 * time.Second
 	loadAllocRate  = 48 << 20
@@ -66,7 +69,8 @@ type gcMemory struct {
 // gcGovernor holds the governor's state between samples.
 type gcGovernor struct {
 	loaded    bool
-	calm      int    // samples in a row below idleAllocRate while loaded
+	busy      bool   // a sample reached idleAllocRate since the last release
+	calm      int    // samples in a row below idleAllocRate while busy
 	lastBytes uint64 // /gc/heap/allocs:bytes at the last sample
 	headroom  uint64 // loadHeadroom of this host
 	limit     int64  // the soft memory limit set while loaded
@@ -86,38 +90,53 @@ func (g *gcGovernor) loadLimit(m gcMemory) int64 {
 	return int64(other + m.live + m.live*SteadyGCPercent/100 + g.headroom)
 }
 
+// What a sample did.
+type gcEvent int
+
+const (
+	gcNone      gcEvent = iota
+	gcLoosened          // the collector went to LoadGCPercent
+	gcTightened         // back to SteadyGCPercent after load, and released
+	gcSettled           // a busy spell below load ended, and released
+)
+
 // sample takes the bytes allocated since the last sample over period and
-// the runtime's memory, and returns whether the collector's target
-// changed, and the rate it saw. While loaded it moves the memory limit
-// with what is live.
-func (g *gcGovernor) sample(allocs uint64, m gcMemory, period time.Duration) (changed bool, rate float64) {
+// the runtime's memory, and returns what it did and the rate it saw.
+// While loaded it moves the memory limit with what is live.
+func (g *gcGovernor) sample(allocs uint64, m gcMemory, period time.Duration) (ev gcEvent, rate float64) {
 	rate = float64(allocs-g.lastBytes) / period.Seconds()
 	g.lastBytes = allocs
 	switch {
 	case !g.loaded && rate >= loadAllocRate:
-		g.loaded, g.calm = true, 0
+		g.loaded, g.busy, g.calm = true, true, 0
 		g.limit = g.loadLimit(m)
 		g.setLimit(g.limit)
 		g.setGC(LoadGCPercent)
-		return true, rate
-	case g.loaded && rate < idleAllocRate:
+		return gcLoosened, rate
+	case rate >= idleAllocRate:
+		g.busy, g.calm = true, 0
+	case g.busy:
 		g.calm++
-		if g.calm >= idleSamples {
-			g.loaded, g.calm = false, 0
+		if g.calm < idleSamples {
+			break
+		}
+		g.busy, g.calm = false, 0
+		ev = gcSettled
+		if g.loaded {
+			g.loaded = false
 			g.setGC(SteadyGCPercent)
 			g.limit = noMemoryLimit
 			g.setLimit(g.limit)
-			g.release()
-			return true, rate
+			ev = gcTightened
 		}
-	case g.loaded:
-		g.calm = 0
+		g.release()
+		return ev, rate
 	}
 	if g.loaded {
 		g.limit = g.loadLimit(m)
 		g.setLimit(g.limit)
 	}
-	return false, rate
+	return gcNone, rate
 }
 
 // loadHeadroom is a sixteenth of the host's memory (MemTotal), between
@@ -184,8 +203,9 @@ func governGC() {
 		headroom:  loadHeadroom(),
 		setGC:     func(p int) { debug.SetGCPercent(p) },
 		setLimit:  func(b int64) { debug.SetMemoryLimit(b) },
-		release:   debug.FreeOSMemory,
 	}
+	var settled string
+	g.release = func() { settled = settle() }
 	limitLog := func() string {
 		return fmt.Sprintf("its heap held at most %d MB above GOGC=%d's (memory limit %d MB, following the live heap)",
 			g.headroom>>20, SteadyGCPercent, g.limit>>20)
@@ -199,16 +219,16 @@ func governGC() {
 	defer t.Stop()
 	for range t.C {
 		allocs, m := read()
-		changed, rate := g.sample(allocs, m, gcSamplePeriod)
-		if !changed {
-			continue
-		}
-		if g.loaded {
+		switch ev, rate := g.sample(allocs, m, gcSamplePeriod); ev {
+		case gcLoosened:
 			klog.Infof("collector at GOGC=%d while the process allocates %.0f MB/s (under load); %s",
 				LoadGCPercent, rate/(1<<20), limitLog())
-		} else {
-			klog.Infof("collector back at GOGC=%d: allocating %.1f MB/s for %s (idle); the heap the load left is handed back to the kernel",
-				SteadyGCPercent, rate/(1<<20), time.Duration(idleSamples)*gcSamplePeriod)
+		case gcTightened:
+			klog.Infof("collector back at GOGC=%d: allocating %.1f MB/s for %s (idle); %s",
+				SteadyGCPercent, rate/(1<<20), time.Duration(idleSamples)*gcSamplePeriod, settled)
+		case gcSettled:
+			klog.Infof("busy spell over: allocating %.1f MB/s for %s (idle); %s",
+				rate/(1<<20), time.Duration(idleSamples)*gcSamplePeriod, settled)
 		}
 	}
 }

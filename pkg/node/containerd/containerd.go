@@ -203,6 +203,9 @@ func (c *Containerd) runOnce(ctx context.Context, ready func(), cfgPath string, 
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
+	// A burst of pods runs containerd's sandbox, task and snapshot code:
+	// its pages go back once the process's busy spell is over.
+	defer profiling.OnSettle(func() { releasePages("containerd", "a busy spell", cmd.Process.Pid) })()
 	stop := func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
