@@ -21,7 +21,10 @@ type Server struct {
 	// Secrets (keys, 0600), in the TLS folder: shared by every server.
 	EncryptionConfig string
 	AuditPolicy      string // distro's default audit policy, written at start
-	AuditLog         string
+	// SchedulerConfig is the kube-scheduler's KubeSchedulerConfiguration,
+	// written at each start (unless one is given).
+	SchedulerConfig string
+	AuditLog        string
 }
 
 // EncryptionConfigName is the EncryptionConfiguration's file name in the
@@ -42,6 +45,7 @@ func NewServer(dataDir string) Server {
 
 		EncryptionConfig: filepath.Join(root, "tls", EncryptionConfigName),
 		AuditPolicy:      filepath.Join(root, "etc", "audit-policy.yaml"),
+		SchedulerConfig:  filepath.Join(root, "etc", "kube-scheduler.yaml"),
 		AuditLog:         filepath.Join(root, "logs", "audit.log"),
 	}
 }

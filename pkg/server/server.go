@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg *config.Server) error {
 		EncryptionConfig: encryptionConfig(cfg, paths),
 		Audit:            auditSettings(cfg, paths),
 	})
-	scheduler := controlplane.NewScheduler(paths.Kubeconfig("scheduler"), paths.File, args("--kube-scheduler-arg", cfg.KubeSchedulerArgs))
+	scheduler := controlplane.NewScheduler(paths.Kubeconfig("scheduler"), paths.SchedulerConfig, paths.File, args("--kube-scheduler-arg", cfg.KubeSchedulerArgs))
 	cm := controlplane.NewControllerManager(paths.Kubeconfig("controller"), cfg.ClusterCIDR, cfg.ServiceCIDR, paths.File, args("--kube-controller-manager-arg", cfg.KubeControllerManagerArgs))
 	// Bad pass-through flags fail here, before anything starts.
 	if _, err := apiserver.Options(); err != nil {
