@@ -16,7 +16,7 @@ LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitVersion=$(K8S_VERSION) \
 	-X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37
 UNIT_PKGS := ./pkg/config/... ./pkg/pki/... ./pkg/token/... ./pkg/component/... ./pkg/fsutil/... ./pkg/addons/... ./pkg/node/kubelet/... ./pkg/join/... ./pkg/etcd/... \
-	./pkg/node/netpol/... ./pkg/checkconfig/... ./pkg/certrenew/... ./pkg/node/registries/... ./pkg/node/images/... ./pkg/profiling/... ./pkg/kubeclient/...
+	./pkg/node/netpol/... ./pkg/checkconfig/... ./pkg/certrenew/... ./pkg/node/registries/... ./pkg/node/images/... ./pkg/profiling/... ./pkg/kubeclient/... ./pkg/controlplane/...
 
 .PHONY: all deps build kube-patch runtime test unit integration e2e e2e-certs e2e-ha e2e-shared-host image bench bench-scale clean conformance-images conformance
 
