@@ -99,10 +99,9 @@ func (s *Scheduler) Run(ctx context.Context, ready func()) error {
 // WriteConfig writes to ConfigFile the configuration the scheduler would
 // build from its flags, upstream's defaults with what the flags set
 // (--kubeconfig, --kube-api-qps, --leader-elect, ...: what upstream applies
-// when it is given no file), with
-// PodMaxBackoffSeconds: the backoffs are fields of the configuration file
-// only. An operator's own file (--kube-scheduler-arg config=FILE) is used
-// as it is instead.
+// when it is given no file), with PodMaxBackoffSeconds: the backoffs are
+// fields of the configuration file only. An operator's own file
+// (--kube-scheduler-arg config=FILE) is used as it is instead.
 func (s *Scheduler) WriteConfig(opts *schedoptions.Options) error {
 	cfg, err := latest.Default()
 	if err != nil {
