@@ -6,7 +6,9 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"k8s.io/klog/v2"
 )
@@ -114,35 +116,85 @@ func releaseExecutable() (before, after int64, err error) {
 	return before, fileRSS(), nil
 }
 
-// The releases OnSettle registered, by key.
-var (
-	settleMu    sync.Mutex
-	settleNext  int
-	settleHooks = map[int]func(){}
-)
+// ProcessSpells calls release each time a busy spell of another process
+// is over, as the governor does for this one: busy is asked every
+// gcSamplePeriod until stop is closed; a spell starts at a busy sample and
+// is over after idleSamples calm ones in a row. containerd's spells are
+// its own: after a burst of pods the kubelet has it remove their sandboxes
+// at its next garbage collection (networks, mounts, snapshots), up to a
+// minute after the burst's last allocation in this process.
+func ProcessSpells(stop <-chan struct{}, busy func() bool, release func()) {
+	t := time.NewTicker(gcSamplePeriod)
+	defer t.Stop()
+	processSpells(stop, t.C, busy, release)
+}
 
-// OnSettle registers f to run each time a busy spell of the process is
-// over (a burst of pods started or stopped, then 30 s of quiet: see
-// governGC), after the process has handed back what the spell left of its
-// own: the node releases containerd's executable pages with it. The
-// returned func unregisters f.
-func OnSettle(f func()) (cancel func()) {
-	settleMu.Lock()
-	defer settleMu.Unlock()
-	key := settleNext
-	settleNext++
-	settleHooks[key] = f
-	return func() {
-		settleMu.Lock()
-		defer settleMu.Unlock()
-		delete(settleHooks, key)
+// processSpells is ProcessSpells sampling at each tick.
+func processSpells(stop <-chan struct{}, tick <-chan time.Time, busy func() bool, release func()) {
+	spell, calm := false, 0
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick:
+		}
+		switch {
+		case busy():
+			spell, calm = true, 0
+		case spell:
+			if calm++; calm >= idleSamples {
+				spell, calm = false, 0
+				release()
+			}
+		}
 	}
+}
+
+// CPUAbove is a probe for ProcessSpells: true when process pid used more
+// than share of one core between the probe's previous call and this one
+// (false once it has exited).
+func CPUAbove(pid int, share float64) func() bool {
+	stat := "/proc/" + strconv.Itoa(pid) + "/stat"
+	last, at := cpuSeconds(stat), time.Now()
+	return func() bool {
+		now, t := cpuSeconds(stat), time.Now()
+		busy := now-last > share*t.Sub(at).Seconds()
+		last, at = now, t
+		return busy
+	}
+}
+
+// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on
+// every Linux architecture Go supports).
+const userHZ = 100
+
+// cpuSeconds is the CPU time (user and system) of the process whose
+// /proc/PID/stat is stat, in seconds; 0 when it cannot be read.
+func cpuSeconds(stat string) float64 {
+	data, err := os.ReadFile(stat)
+	if err != nil {
+		return 0
+	}
+	// The command (field 2) is in parentheses and may hold spaces; utime
+	// and stime are fields 14 and 15.
+	i := strings.LastIndexByte(string(data), ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseUint(f[11], 10, 64)
+	stime, _ := strconv.ParseUint(f[12], 10, 64)
+	return float64(utime+stime) / userHZ
 }
 
 // settle hands back what a busy spell left, as boot's end does: the free
 // heap (releaseHeap) and the pages of the executable the spell
 // touched (~35 MB after 130 pods started and stopped on a server with its
-// node), then runs the OnSettle releases. It says what it did, for the log.
+// node). It says what it did, for the log. containerd's pages go back
+// after its own spells (ProcessSpells).
 // Go does not move live objects, so heap spans the spell filled and that
 // still hold one live object stay.
 func settle() string {
@@ -152,15 +204,6 @@ func settle() string {
 		done += fmt.Sprintf("; the executable's pages stay resident (%v)", err)
 	} else {
 		done += fmt.Sprintf(", and the executable's pages the work touched: file-backed RSS %d MB -> %d MB", before>>20, after>>20)
-	}
-	settleMu.Lock()
-	hooks := make([]func(), 0, len(settleHooks))
-	for _, f := range settleHooks {
-		hooks = append(hooks, f)
-	}
-	settleMu.Unlock()
-	for _, f := range hooks {
-		f()
 	}
 	return done
 }

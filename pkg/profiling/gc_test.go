@@ -1,6 +1,7 @@
 package profiling
 
 import (
+	"os"
 	"testing"
 	"time"
 )
@@ -152,4 +153,63 @@ func TestLoadHeadroom(t *testing.T) {
 		t.Fatalf("loadHeadroom %d MB; want between %d and %d MB", h>>20, minLoadHeadroom>>20, maxLoadHeadroom>>20)
 	}
 	t.Logf("load headroom on this host: %d MB", h>>20)
+}
+
+// A spell of another process is over after idleSamples calm samples in a
+// row: one release per spell, none while busy or idle, and a busy sample
+// inside the calm run starts the count again.
+func TestProcessSpells(t *testing.T) {
+	// The samples, in order: idle, a spell with one busy sample in its
+	// calm run, then idle for long, then a second spell.
+	var samples []bool
+	samples = append(samples, false, false, true, true)
+	for i := 0; i < idleSamples-1; i++ {
+		samples = append(samples, false)
+	}
+	samples = append(samples, true) // still the same spell
+	for i := 0; i < 3*idleSamples; i++ {
+		samples = append(samples, false)
+	}
+	samples = append(samples, true)
+	for i := 0; i < idleSamples; i++ {
+		samples = append(samples, false)
+	}
+	stop, tick := make(chan struct{}), make(chan time.Time)
+	n, releasedAt := 0, []int{}
+	done := make(chan struct{})
+	go func() {
+		processSpells(stop, tick, func() bool { n++; return samples[n-1] }, func() { releasedAt = append(releasedAt, n) })
+		close(done)
+	}()
+	for range samples {
+		tick <- time.Now()
+	}
+	close(stop)
+	<-done
+	// The first spell's last busy sample is number 4+idleSamples and the
+	// spell is over idleSamples samples later; the second ends on the last.
+	first := 4 + idleSamples + idleSamples
+	if len(releasedAt) != 2 || releasedAt[0] != first || releasedAt[1] != len(samples) {
+		t.Fatalf("released after samples %v of %d, want [%d %d]", releasedAt, len(samples), first, len(samples))
+	}
+}
+
+// CPUAbove tells a process that works from one that waits: this process
+// spinning for 200 ms is above a tenth of a core, then sleeping 200 ms is
+// not; a process that is gone is never busy.
+func TestCPUAbove(t *testing.T) {
+	busy := CPUAbove(os.Getpid(), 0.1)
+	for end := time.Now().Add(200 * time.Millisecond); time.Now().Before(end); {
+	}
+	if !busy() {
+		t.Fatal("spinning 200 ms: not busy")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if busy() {
+		t.Fatal("sleeping 200 ms: busy")
+	}
+	gone := CPUAbove(1<<22+12345, 0.1)
+	if gone() {
+		t.Fatal("a process that does not exist: busy")
+	}
 }

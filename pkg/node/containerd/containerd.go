@@ -203,9 +203,16 @@ func (c *Containerd) runOnce(ctx context.Context, ready func(), cfgPath string, 
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	// A burst of pods runs containerd's sandbox, task and snapshot code:
-	// its pages go back once the process's busy spell is over.
-	defer profiling.OnSettle(func() { releasePages("containerd", "a busy spell", cmd.Process.Pid) })()
+	// A burst of pods runs containerd's sandbox, task and snapshot code,
+	// and its pages go back once containerd's busy spell is over: its own,
+	// not this process's (ProcessSpells), as much of containerd's work
+	// comes after the kubelet's: the sandboxes of a burst's pods are
+	// removed at the kubelet's next garbage collection, and pages released
+	// before that would come back and stay.
+	spellsDone := make(chan struct{})
+	defer close(spellsDone)
+	go profiling.ProcessSpells(spellsDone, profiling.CPUAbove(cmd.Process.Pid, containerdBusyShare),
+		func() { releasePages("containerd", "a busy spell", cmd.Process.Pid) })
 	stop := func() {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
@@ -317,6 +324,11 @@ func SystemdCgroups() bool {
 // does with its own once booted; what containerd uses again comes back from
 // the page cache.
 func releaseStartPages(pid int) { releasePages("containerd", "its start and the image import", pid) }
+
+// containerdBusyShare is the share of one core above which containerd is
+// busy (ProcessSpells): an idle node's containerd (the kubelet's status and
+// stats queries) uses under a fifth of it.
+const containerdBusyShare = 0.05
 
 // releasePages hands back the pages of process pid's executable that what
 // touched (profiling.ReleaseProcessExecutablePages), and logs the outcome
