@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -131,21 +130,15 @@ func ProcessSpells(stop <-chan struct{}, busy func() bool, release func()) {
 
 // processSpells is ProcessSpells sampling at each tick.
 func processSpells(stop <-chan struct{}, tick <-chan time.Time, busy func() bool, release func()) {
-	spell, calm := false, 0
+	var s spell
 	for {
 		select {
 		case <-stop:
 			return
 		case <-tick:
 		}
-		switch {
-		case busy():
-			spell, calm = true, 0
-		case spell:
-			if calm++; calm >= idleSamples {
-				spell, calm = false, 0
-				release()
-			}
+		if s.sample(busy()) {
+			release()
 		}
 	}
 }
@@ -154,40 +147,13 @@ func processSpells(stop <-chan struct{}, tick <-chan time.Time, busy func() bool
 // than share of one core between the probe's previous call and this one
 // (false once it has exited).
 func CPUAbove(pid int, share float64) func() bool {
-	stat := "/proc/" + strconv.Itoa(pid) + "/stat"
-	last, at := cpuSeconds(stat), time.Now()
+	last, at := cpuSeconds(pid), time.Now()
 	return func() bool {
-		now, t := cpuSeconds(stat), time.Now()
+		now, t := cpuSeconds(pid), time.Now()
 		busy := now-last > share*t.Sub(at).Seconds()
 		last, at = now, t
 		return busy
 	}
-}
-
-// userHZ is the unit of the CPU times in /proc/PID/stat (USER_HZ, 100 on
-// every Linux architecture Go supports).
-const userHZ = 100
-
-// cpuSeconds is the CPU time (user and system) of the process whose
-// /proc/PID/stat is stat, in seconds; 0 when it cannot be read.
-func cpuSeconds(stat string) float64 {
-	data, err := os.ReadFile(stat)
-	if err != nil {
-		return 0
-	}
-	// The command (field 2) is in parentheses and may hold spaces; utime
-	// and stime are fields 14 and 15.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseUint(f[11], 10, 64)
-	stime, _ := strconv.ParseUint(f[12], 10, 64)
-	return float64(utime+stime) / userHZ
 }
 
 // settle hands back what a busy spell left, as boot's end does: the free

@@ -69,8 +69,7 @@ type gcMemory struct {
 // gcGovernor holds the governor's state between samples.
 type gcGovernor struct {
 	loaded    bool
-	busy      bool   // a sample reached idleAllocRate since the last release
-	calm      int    // samples in a row below idleAllocRate while busy
+	spell     spell  // busy: a sample reached idleAllocRate since the last release
 	lastBytes uint64 // /gc/heap/allocs:bytes at the last sample
 	headroom  uint64 // loadHeadroom of this host
 	limit     int64  // the soft memory limit set while loaded
@@ -106,21 +105,15 @@ const (
 func (g *gcGovernor) sample(allocs uint64, m gcMemory, period time.Duration) (ev gcEvent, rate float64) {
 	rate = float64(allocs-g.lastBytes) / period.Seconds()
 	g.lastBytes = allocs
-	switch {
-	case !g.loaded && rate >= loadAllocRate:
-		g.loaded, g.busy, g.calm = true, true, 0
+	if !g.loaded && rate >= loadAllocRate {
+		g.loaded = true
+		g.spell.sample(true)
 		g.limit = g.loadLimit(m)
 		g.setLimit(g.limit)
 		g.setGC(LoadGCPercent)
 		return gcLoosened, rate
-	case rate >= idleAllocRate:
-		g.busy, g.calm = true, 0
-	case g.busy:
-		g.calm++
-		if g.calm < idleSamples {
-			break
-		}
-		g.busy, g.calm = false, 0
+	}
+	if g.spell.sample(rate >= idleAllocRate) {
 		ev = gcSettled
 		if g.loaded {
 			g.loaded = false
@@ -137,6 +130,29 @@ func (g *gcGovernor) sample(allocs uint64, m gcMemory, period time.Duration) (ev
 		g.setLimit(g.limit)
 	}
 	return gcNone, rate
+}
+
+// spell follows a busy spell across samples, for the governor and for
+// ProcessSpells: a busy sample starts one (or, inside one, starts its calm
+// count again), and it is over after idleSamples calm samples in a row.
+type spell struct {
+	on   bool
+	calm int // calm samples in a row since the spell's last busy one
+}
+
+// sample takes whether the latest sample was busy and reports whether a
+// spell is over with it.
+func (s *spell) sample(busy bool) (over bool) {
+	switch {
+	case busy:
+		s.on, s.calm = true, 0
+	case s.on:
+		if s.calm++; s.calm >= idleSamples {
+			s.on, s.calm = false, 0
+			return true
+		}
+	}
+	return false
 }
 
 // loadHeadroom is a sixteenth of the host's memory (MemTotal), between

@@ -1,18 +1,16 @@
 package containerd
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/typeurl/v2"
 	"k8s.io/klog/v2"
+
+	"distro/pkg/profiling"
 )
 
 // AddonPages hands back to the kernel the pages of a packaged add-on's
@@ -102,33 +100,14 @@ func (a *AddonPages) follow(ctx context.Context) error {
 				continue
 			}
 			image, pid := spec.Annotations[criImageName], int(start.Pid)
-			started := processStart(pid)
+			started := profiling.ProcessStart(pid)
 			time.AfterFunc(a.Settle, func() {
 				// Only the same process: not one that reused the PID
 				// of a container that exited meanwhile.
-				if started != "" && processStart(pid) == started {
+				if started != "" && profiling.ProcessStart(pid) == started {
 					releasePages(fmt.Sprintf("add-on %s (process %d)", image, pid), "its start", pid)
 				}
 			})
 		}
 	}
-}
-
-// processStart is the start time of process pid (field 22 of its stat, in
-// clock ticks since boot), or "" if it does not run.
-func processStart(pid int) string {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ""
-	}
-	// The command (field 2) is in parentheses and may hold spaces.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return ""
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) < 20 {
-		return ""
-	}
-	return fields[19]
 }
