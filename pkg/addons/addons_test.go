@@ -8,9 +8,11 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"distro/manifests"
 	"distro/pkg/config"
+	"distro/pkg/node/containerd"
 )
 
 var testValues = Values{ClusterDNS: "10.43.0.10", ClusterDomain: "cluster.local", StorageDir: "/var/lib/distro/storage"}
@@ -59,7 +61,8 @@ func TestInventoryName(t *testing.T) {
 }
 
 // Every packaged add-on renders to objects with the cluster's values and
-// the images distro carries, and never asks for a pull.
+// the images distro carries, never asks for a pull, and runs its pods in
+// the add-ons' shared shim.
 func TestRenderPackaged(t *testing.T) {
 	images := manifests.Images()
 	for _, k := range []string{"COREDNS_IMAGE", "METRICS_SERVER_IMAGE", "LOCAL_PATH_PROVISIONER_IMAGE", "BUSYBOX_IMAGE"} {
@@ -75,6 +78,15 @@ func TestRenderPackaged(t *testing.T) {
 		objs, err := Decode(data)
 		if err != nil || len(objs) == 0 {
 			t.Fatalf("%s: %d objects, %v", name, len(objs), err)
+		}
+		for _, o := range objs {
+			if o.GetKind() != "Deployment" {
+				continue
+			}
+			group, _, _ := unstructured.NestedString(o.Object, "spec", "template", "metadata", "annotations", containerd.ShimGroupAnnotation)
+			if group != containerd.AddonShimGroup {
+				t.Errorf("%s: Deployment %s's pods are in shim group %q, not the add-ons' %q", name, o.GetName(), group, containerd.AddonShimGroup)
+			}
 		}
 		text := string(data)
 		if strings.Contains(text, "imagePullPolicy: IfNotPresent") || strings.Contains(text, "imagePullPolicy: Always") {

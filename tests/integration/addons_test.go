@@ -142,6 +142,16 @@ func TestPackagedAddons(t *testing.T) {
 		t.Errorf("images were pulled: %s", out)
 	}
 
+	// The add-ons' pods share one containerd shim (their shim group): they
+	// are the node's only pods yet, so it runs one shim, the parent of
+	// their pause and main processes (3 each).
+	shims := shimsOf(s.DataDir)
+	if len(shims) != 1 {
+		t.Errorf("the add-ons run in %d shims, want 1: %v", len(shims), shims)
+	} else if kids := childrenOf(shims[0]); len(kids) < 6 {
+		t.Errorf("the add-ons' shim is the parent of %d processes, want at least their 3 pause and 3 main processes: %v", len(kids), kids)
+	}
+
 	manifest := filepath.Join(t.TempDir(), "clients.yaml")
 	os.WriteFile(manifest, []byte(addonClients+"---"+pvcPod("writer", "/bin/sh", "-c", "echo written-by-writer > /data/file")), 0o644)
 	s.MustKubectl("apply", "-f", manifest)
@@ -315,4 +325,31 @@ func TestPackagedAddons(t *testing.T) {
 	if out := s.MustKubectl("get", "deployment", "-n", "kube-system", "coredns", "-o", "name"); !strings.Contains(out, "coredns") {
 		t.Errorf("coredns went away with metrics-server: %s", out)
 	}
+}
+
+// shimsOf lists the containerd shims of the node whose data dir is
+// dataDir (their executable is unpacked under it).
+func shimsOf(dataDir string) []int {
+	var out []int
+	procs, _ := filepath.Glob("/proc/[0-9]*/exe")
+	for _, exe := range procs {
+		path, err := os.Readlink(exe)
+		if err != nil || filepath.Base(path) != "containerd-shim-runc-v2" || !strings.HasPrefix(path, dataDir+"/") {
+			continue
+		}
+		pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(exe)))
+		out = append(out, pid)
+	}
+	return out
+}
+
+// childrenOf lists the child processes of pid.
+func childrenOf(pid int) []string {
+	var out []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		data, _ := os.ReadFile(f)
+		out = append(out, strings.Fields(string(data))...)
+	}
+	return out
 }

@@ -73,6 +73,19 @@ func (c *Containerd) HostsDir() string { return filepath.Join(c.Paths.Etc, "cont
 
 func (c *Containerd) Name() string { return "containerd" }
 
+// ShimGroupAnnotation is the pod annotation that puts a pod's sandbox and
+// containers in a shared shim: containerd's runc shim serves every
+// container whose spec carries it with the same value from one process
+// (per node), and containerd's CRI passes it from the pod to the specs.
+// A shim costs ~8 MB PSS (5 MB of it its own heap and runtime), one per pod
+// otherwise.
+const ShimGroupAnnotation = "io.containerd.runc.v2.group"
+
+// AddonShimGroup is the shim group of the packaged add-ons (their
+// manifests carry it): CoreDNS, local-path-provisioner and metrics-server
+// share one shim on a node instead of three.
+const AddonShimGroup = "distro-addons"
+
 var configTmpl = template.Must(template.New("config").Parse(`version = 3
 root = "{{.Root}}"
 state = "{{.State}}"
@@ -96,6 +109,10 @@ state = "{{.State}}"
     default_runtime_name = "runc"
     [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
+      # A pod annotated {{.ShimGroup}}=NAME runs in the one shim of
+      # group NAME on this node instead of a shim of its own (the packaged
+      # add-ons share "{{.AddonShimGroup}}").
+      pod_annotations = ["{{.ShimGroup}}"]
       [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
         BinaryName = "{{.Bin}}/runc"
         SystemdCgroup = {{.SystemdCgroup}}
@@ -117,7 +134,7 @@ func (c *Containerd) Config(restrictOOM, systemd bool, reg *registries.Config) (
 	err := configTmpl.Execute(&b, map[string]interface{}{
 		"Root": c.Paths.Containerd, "State": c.Paths.ContainerdRun, "Socket": c.Paths.Socket,
 		"Pause": PauseImage, "RestrictOOM": restrictOOM, "Bin": c.Bin, "SystemdCgroup": systemd,
-		"CNIConf": c.Paths.CNIConf, "Debug": debug,
+		"CNIConf": c.Paths.CNIConf, "Debug": debug, "ShimGroup": ShimGroupAnnotation, "AddonShimGroup": AddonShimGroup,
 	})
 	if err != nil {
 		return nil, err
