@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// StatFields cuts after the command's last ')', so a command holding
+// statFields cuts after the command's last ')', so a command holding
 // spaces and parentheses does not shift the fields: a child named
 // "a) b (c" has its state as field 3 and this process as its parent
 // (field 4); ProcessStart names it until it has exited.
@@ -26,7 +26,7 @@ func TestStatFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
-	f := StatFields(pid)
+	f := statFields(pid)
 	if state := statField(f, 3); len(state) != 1 {
 		t.Fatalf("field 3 of %q's stat is %q, not a state", odd, state)
 	}
