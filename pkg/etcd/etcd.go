@@ -102,6 +102,11 @@ func (c Config) HTTPSocket() string {
 	return filepath.Join(datadir.Run, fmt.Sprintf("etcd-%d.sock", c.ClientPort))
 }
 
+// loneCatchUpEntries is how many applied raft entries a lone member keeps
+// in memory after compacting its log (etcd's default is 5,000): etcd takes
+// an in-memory snapshot every 100 entries, so the log holds 100 to 200.
+const loneCatchUpEntries = 100
+
 // managed lists etcd flags distro sets itself and that --etcd-arg cannot
 // change (URLs and cluster membership).
 var managed = map[string]bool{
@@ -150,7 +155,7 @@ func (c Config) Build() (*embed.Config, error) {
 	cfg.SnapshotCount = 10000
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "5m"
-	timing := false
+	timing, catchUp := false, false
 	for _, a := range c.ExtraArgs {
 		if managed[a.Key] {
 			return nil, fmt.Errorf("--etcd-arg %s: distro sets this itself", a.Key)
@@ -162,6 +167,7 @@ func (c Config) Build() (*embed.Config, error) {
 			return nil, fmt.Errorf("--etcd-arg %s=%s: %v", a.Key, a.Value, err)
 		}
 		timing = timing || a.Key == "heartbeat-interval" || a.Key == "election-timeout"
+		catchUp = catchUp || a.Key == "snapshot-catchup-entries"
 	}
 	if c.Alone && !timing {
 		// etcd advances a lone member's election clock to one tick short
@@ -172,6 +178,15 @@ func (c Config) Build() (*embed.Config, error) {
 		// least) of 50 ms ticks makes that 0.05 to 0.25 s. Heartbeats go to
 		// nobody. Either setting given with --etcd-arg leaves both to it.
 		cfg.TickMs, cfg.ElectionMs = 50, 250
+	}
+	if c.Alone && !catchUp {
+		// etcd keeps the last 5,000 raft entries in memory after each
+		// compaction of its log, for a slow follower to catch up from
+		// instead of receiving a snapshot. A lone member has no follower:
+		// those entries (every write's request, whole objects for a pod
+		// or a Secret) were memory held for nobody, until 5,000 newer
+		// writes pushed them out.
+		cfg.SnapshotCatchUpEntries = loneCatchUpEntries
 	}
 	return cfg, nil
 }

@@ -346,6 +346,34 @@ func TestLoneMemberElectionTiming(t *testing.T) {
 	}
 }
 
+// A lone member keeps 100 raft entries in memory after each compaction of
+// its log instead of etcd's 5,000 kept for slow followers it never has; a
+// member of a cluster keeps etcd's, and --etcd-arg snapshot-catchup-entries
+// is the user's.
+func TestLoneMemberCatchUpEntries(t *testing.T) {
+	paths := datadir.NewServer(t.TempDir())
+	for _, tc := range []struct {
+		name  string
+		alone bool
+		args  []config.Arg
+		want  uint64
+	}{
+		{"lone member", true, nil, 100},
+		{"member of a cluster", false, nil, 5000},
+		{"lone member, count given", true, []config.Arg{{Key: "snapshot-catchup-entries", Value: "2000"}}, 2000},
+	} {
+		c := ForServer(paths, "test", 2379, 2380)
+		c.Alone, c.ExtraArgs = tc.alone, tc.args
+		cfg, err := c.Build()
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if cfg.SnapshotCatchUpEntries != tc.want {
+			t.Errorf("%s: %d catch-up entries, want %d", tc.name, cfg.SnapshotCatchUpEntries, tc.want)
+		}
+	}
+}
+
 // The client port speaks gRPC only (gRPC's own server, not gRPC under
 // net/http); etcd's HTTP endpoints answer on the member's unix socket, with
 // the same TLS and client certificates.
