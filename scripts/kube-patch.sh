@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Builds distro against k8s.io/kubernetes, k8s.io/client-go and
-# github.com/flannel-io/flannel with a few one-line changes to what upstream
-# fixes in code (no flag, no config field): timings that are Go constants,
-# and the key type of the apiserver's throwaway loopback certificate:
+# Builds distro against k8s.io/kubernetes, k8s.io/client-go, k8s.io/apiserver
+# and github.com/flannel-io/flannel with a few one-line changes to what
+# upstream fixes in code (no flag, no config field): timings that are Go
+# constants, the key type of the apiserver's throwaway loopback certificate,
+# and the gRPC buffers of the apiserver's etcd connections:
 #
 #   scripts/kube-patch.sh [OUT]      OUT defaults to build/kube
 #
 # writes
 #   OUT/<name>          a symlink to each patched module in GOMODCACHE
 #                       (read-only, never modified): OUT/kubernetes,
-#                       OUT/flannel, OUT/client-go
+#                       OUT/flannel, OUT/client-go, OUT/apiserver
 #   OUT/patched/<name>/…  the changed files
 #   OUT/overlay.json    `go build -overlay`: each changed file over the
 #                       symlinked module's original
@@ -153,6 +154,19 @@ patch util/cert/cert.go \
 patch util/cert/cert.go \
 	$'\tif err := pem.Encode(&keyBuffer, &pem.Block{Type: keyutil.RSAPrivateKeyBlockType, Bytes: x509.MarshalPKCS1PrivateKey(priv)}); err != nil {' \
 	$'\tif keyPEM, err := keyutil.MarshalPrivateKeyToPEM(priv); err != nil { return nil, nil, err } else if _, err := keyBuffer.Write(keyPEM); err != nil {'
+
+module apiserver k8s.io/apiserver
+
+# The apiserver opens one etcd client, so one gRPC connection, per resource
+# it stores (~70 in a server), and gRPC gives each connection a 32 KB read
+# buffer and a 32 KB write buffer for its lifetime: ~4.5 MB idle between
+# requests. Writes take a buffer from gRPC's shared pool for each flush
+# instead, and reads go to the TLS connection directly (it buffers a whole
+# record itself). etcd's end of the same connections gets the same options
+# (pkg/etcd).
+patch pkg/storage/storagebackend/factory/etcd3.go \
+	$'\t\tgrpc.WithChainStreamInterceptor(grpcpromClientMetrics.StreamClientInterceptor()),' \
+	$'\t\tgrpc.WithChainStreamInterceptor(grpcpromClientMetrics.StreamClientInterceptor()), grpc.WithSharedWriteBuffer(true), grpc.WithReadBufferSize(0),'
 
 {
 	echo '{"Replace": {'

@@ -19,6 +19,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"k8s.io/klog/v2"
 
 	"distro/pkg/config"
@@ -102,6 +103,16 @@ func (c Config) HTTPSocket() string {
 	return filepath.Join(datadir.Run, fmt.Sprintf("etcd-%d.sock", c.ClientPort))
 }
 
+// grpcServerOptions are etcd's side of the gRPC buffer settings of the
+// connections between the apiserver and etcd, both ends in this process: the apiserver opens one
+// connection per resource it stores (~70), and gRPC gives each end of each
+// connection a 32 KB read buffer and a 32 KB write buffer for its lifetime,
+// ~9 MB in all that sit idle between requests. Writes take a buffer from a
+// shared pool for each flush instead, and reads go to the TLS connection
+// directly, which buffers a whole record itself. The apiserver's side is
+// set by the same options in its etcd client (scripts/kube-patch.sh).
+var grpcServerOptions = []grpc.ServerOption{grpc.SharedWriteBuffer(true), grpc.ReadBufferSize(0)}
+
 // loneCatchUpEntries is how many applied raft entries a lone member keeps
 // in memory after compacting its log (etcd's default is 5,000): etcd takes
 // an in-memory snapshot every 100 entries, so the log holds 100 to 200.
@@ -133,6 +144,7 @@ func (c Config) Build() (*embed.Config, error) {
 	// socket too; nothing uses it. --etcd-arg enable-grpc-gateway=true
 	// brings it back.
 	cfg.EnableGRPCGateway = false
+	cfg.GRPCAdditionalServerOptions = grpcServerOptions
 	cfg.ListenPeerUrls = []url.URL{*peer}
 	cfg.AdvertisePeerUrls = []url.URL{*peer}
 	cfg.InitialCluster = cfg.InitialClusterFromName(c.Member)
