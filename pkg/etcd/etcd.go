@@ -103,14 +103,14 @@ func (c Config) HTTPSocket() string {
 	return filepath.Join(datadir.Run, fmt.Sprintf("etcd-%d.sock", c.ClientPort))
 }
 
-// grpcServerOptions are etcd's side of the gRPC buffer settings of the
-// connections between the apiserver and etcd, both ends in this process: the apiserver opens one
-// connection per resource it stores (~70), and gRPC gives each end of each
-// connection a 32 KB read buffer and a 32 KB write buffer for its lifetime,
-// ~9 MB in all that sit idle between requests. Writes take a buffer from a
-// shared pool for each flush instead, and reads go to the TLS connection
-// directly, which buffers a whole record itself. The apiserver's side is
-// set by the same options in its etcd client (scripts/kube-patch.sh).
+// grpcServerOptions are etcd's side of the gRPC buffer settings of its
+// connections with the server's apiserver (both ends in this process): the
+// apiserver opens one connection per resource it stores (~70), and gRPC
+// gives each end of each a 32 KB read buffer and a 32 KB write buffer for
+// its lifetime, ~9 MB in all that sit idle between requests. Writes take a
+// buffer from a shared pool for each flush instead, and reads go to the TLS
+// connection directly, which buffers a whole record itself. The apiserver's
+// end gets the same options in its etcd client (scripts/kube-patch.sh).
 var grpcServerOptions = []grpc.ServerOption{grpc.SharedWriteBuffer(true), grpc.ReadBufferSize(0)}
 
 // loneCatchUpEntries is how many applied raft entries a lone member keeps
