@@ -6,6 +6,7 @@ import (
 
 	"github.com/containerd/containerd/v2/client"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -38,4 +39,25 @@ func Ping(ctx context.Context, socket string) error {
 	}
 	_, err = runtimeapi.NewRuntimeServiceClient(conn).Version(ctx, &runtimeapi.VersionRequest{})
 	return err
+}
+
+// DrainContainerEvents reads containerd's CRI container events and drops
+// them, until ctx ends. While nobody subscribes, containerd keeps each event
+// for five minutes (each carries its pod sandbox's whole status), and the
+// kubelet subscribes only with its alpha EventedPLEG, off here: after a
+// burst of pods their events sat in containerd's heap for those minutes.
+func DrainContainerEvents(ctx context.Context, socket string) {
+	for ctx.Err() == nil {
+		if conn, err := grpc.NewClient("unix://"+socket, grpc.WithTransportCredentials(insecure.NewCredentials())); err == nil {
+			stream, err := runtimeapi.NewRuntimeServiceClient(conn).GetContainerEvents(ctx, &runtimeapi.GetEventsRequest{})
+			for err == nil {
+				_, err = stream.Recv()
+			}
+			conn.Close()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }

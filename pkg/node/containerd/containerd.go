@@ -246,6 +246,7 @@ func (c *Containerd) runOnce(ctx context.Context, ready func(), cfgPath string, 
 		for runCtx.Err() == nil {
 			if err := Ping(runCtx, c.Paths.Socket); err == nil {
 				ready()
+				go DrainContainerEvents(runCtx, c.Paths.Socket)
 				// After the image import too: unpacking the carried
 				// images runs containerd's content and snapshot code.
 				select {
